@@ -1,0 +1,69 @@
+# gate0 — the README's interface. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The venv is rebuilt when the pinned requirements change.
+VENV_STAMP := $(VENV)/.gate0-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | md5sum | cut -c1-12)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export GATE0_LAB_PORT ?= 55432
+
+.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench
+
+help:
+	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
+	@echo "make test       ruff, ansible-lint and every test (what CI runs)"
+	@echo "make lab-up     start the local lab (127.0.0.1:$(GATE0_LAB_PORT), socket in .lab/)"
+	@echo "make lab-down   stop the lab"
+	@echo "make lab-reset  put the lab's databases back to the seed state"
+	@echo "make -s lab-dsn print the lab superuser's libpq DSN"
+	@echo "make bench      print speed figures"
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@rm -rf $(VENV)
+	@echo "gate0: creating $(VENV) (pinned packages from requirements-dev.txt)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# PostgreSQL server binaries: Debian's packages, installed when missing and we are root.
+pg:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$GATE0_PG_BIN" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "gate0: installing PostgreSQL server packages (apt-get install postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null; \
+	else \
+		echo "gate0: no PostgreSQL server found: install the 'postgresql' package (Debian) or set GATE0_PG_BIN" >&2; exit 1; \
+	fi
+
+lab-up: pg
+	@start=$$(date +%s%N); lab/lab.sh up; \
+	echo "gate0: lab up on 127.0.0.1:$(GATE0_LAB_PORT) in $$(( ($$(date +%s%N) - start) / 1000000 )) ms ($$(lab/lab.sh dsn))"
+
+lab-down:
+	@lab/lab.sh down && echo "gate0: lab stopped"
+
+lab-reset:
+	@lab/lab.sh reset && echo "gate0: lab databases reset to the seed state"
+
+lab-dsn:
+	@lab/lab.sh dsn
+
+demo: venv lab-up
+	@echo "gate0: the lab is up; the gate itself is not built yet (issues 3-5)."
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ansible-lint -q
+
+pytest: venv pg
+	$(BIN)/pytest
+
+test: lint pytest
+
+bench: venv lab-up
+	$(BIN)/python bench/run.py

@@ -1,0 +1,102 @@
+"""Shared fixtures: the real lab cluster (lab/lab.sh), connections to it, and playbook runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LAB_SH = REPO / "lab" / "lab.sh"
+PROD_DB = "directus"
+CLONE_DB = "directus_gov_test_20260602"
+
+# Modules and module_utils importable by unit tests, as Ansible finds them.
+sys.path.insert(0, str(REPO))
+
+
+@dataclass
+class Lab:
+    """Handle on the running lab: the superuser's socket DSN, role passwords, reset."""
+
+    dir: Path
+    port: int
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host={self.dir} port={self.port} user=postgres dbname={dbname}"
+
+    def password(self, role: str) -> str:
+        return (self.dir / "secrets" / f"{role}.pw").read_text().strip()
+
+    def connect(self, dbname: str = "postgres", user: str | None = None, **kw: object):
+        """A superuser socket connection, or `user` over TCP loopback with its lab password."""
+        if user is None:
+            conn = psycopg2.connect(self.dsn(dbname), **kw)
+        else:
+            conn = psycopg2.connect(host="127.0.0.1", port=self.port, dbname=dbname, user=user,
+                                    password=self.password(user), connect_timeout=5, **kw)
+        conn.autocommit = True
+        return conn
+
+    def query(self, dbname: str, sql: str, params: tuple | None = None) -> list[tuple]:
+        with self.connect(dbname) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall() if cur.description else []
+        conn.close()
+        return rows
+
+    def scalar(self, dbname: str, sql: str, params: tuple | None = None) -> object:
+        return self.query(dbname, sql, params)[0][0]
+
+    def execute(self, dbname: str, sql: str, params: tuple | None = None) -> None:
+        self.query(dbname, sql, params)
+
+    def reset(self) -> None:
+        subprocess.run([str(LAB_SH), "reset"], check=True, capture_output=True, env=lab_env())
+
+
+def lab_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GATE0_LAB_PORT", "55432")
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    venv_bin = REPO / ".venv" / "bin"
+    if venv_bin.is_dir():
+        env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """Bring the lab up once for the session; stop it at the end if this session started it."""
+    env = lab_env()
+    was_running = subprocess.run([str(LAB_SH), "status"], env=env, capture_output=True).returncode == 0
+    up = subprocess.run([str(LAB_SH), "up"], env=env, capture_output=True, text=True)
+    if up.returncode != 0:
+        pytest.fail(f"lab/lab.sh up failed: {up.stderr.strip()}")
+    lab = Lab(dir=REPO / ".lab", port=int(env["GATE0_LAB_PORT"]))
+    lab.reset()
+    yield lab
+    if not was_running:
+        subprocess.run([str(LAB_SH), "down"], env=env, capture_output=True)
+
+
+@pytest.fixture
+def fresh_lab(lab: Lab) -> Iterator[Lab]:
+    """The lab for a test that changes it: put back to the seed state afterwards."""
+    yield lab
+    lab.reset()
+
+
+def run_playbook(*args: str, env_extra: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real ansible-playbook from the project root; output captured as text."""
+    env = lab_env()
+    env.update(env_extra or {})
+    return subprocess.run(["ansible-playbook", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
