@@ -135,7 +135,8 @@ def _postgres_pids(data_dir: Path) -> list[int]:
 def test_second_lab_from_nothing_idempotent_and_down() -> None:
     """A lab in its own dir and port: up from nothing, up again (harmless), down leaves no process."""
     base = Path("/var/tmp") / f"gate0-test-lab-{os.getpid()}"
-    env = lab_env() | {"GATE0_LAB_DIR": str(base), "GATE0_LAB_PORT": "55499"}
+    port = int(lab_env()["GATE0_LAB_PORT"]) + 1
+    env = lab_env() | {"GATE0_LAB_DIR": str(base), "GATE0_LAB_PORT": str(port)}
     try:
         t0 = time.monotonic()
         subprocess.run([str(LAB_SH), "up"], env=env, check=True, capture_output=True)
@@ -144,7 +145,7 @@ def test_second_lab_from_nothing_idempotent_and_down() -> None:
         assert pid, "no postmaster after lab up"
         subprocess.run([str(LAB_SH), "up"], env=env, check=True, capture_output=True)
         assert _postgres_pids(base / "data") == pid, "a second lab up restarted the server"
-        conn = psycopg2.connect(host=str(base), port=55499, user="postgres", dbname=CLONE_DB)
+        conn = psycopg2.connect(host=str(base), port=port, user="postgres", dbname=CLONE_DB)
         conn.close()
         print(f"lab up from nothing: {first:.1f}s")
         subprocess.run([str(LAB_SH), "down"], env=env, check=True, capture_output=True)

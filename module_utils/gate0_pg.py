@@ -1,0 +1,269 @@
+"""Shared PostgreSQL code for gate0's modules: connection options, sessions, guards, errors.
+
+Helpers return values or raise GateError with a one-line reason; only a module's main() turns that
+into fail_json. Connection options live here once (argument spec) and once in the doc fragment
+`gate0_pg` (plugins/doc_fragments/gate0_pg.py); a module adds only its own options.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    from psycopg2 import sql
+
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR: str | None = None
+except ImportError as exc:  # pragma: no cover - exercised on hosts without psycopg2
+    psycopg2 = None
+    sql = None
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = str(exc)
+
+APPLICATION_NAME = "gate0"
+PSYCOPG2_HINT = (
+    "psycopg2 is required on the host that runs this module: install the OS package "
+    "python3-psycopg2 (Debian/Ubuntu/RHEL) or pip install psycopg2-binary"
+)
+
+# Settings pinned in every gate0 transaction so that text output (and so content hashes) does not
+# depend on the server's or the role's defaults. Read back after SET LOCAL: a pooler may drop them.
+PINNED_SETTINGS: dict[str, str] = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "row_security": "off",
+    "application_name": APPLICATION_NAME,
+}
+
+
+class GateError(Exception):
+    """A failure with a one-line reason that names what was being done."""
+
+
+def pg_argument_spec() -> dict[str, Any]:
+    """Connection and session options shared by every gate0 module (see doc fragment gate0_pg)."""
+    return {
+        "login_host": {"type": "str", "default": ""},
+        "login_port": {"type": "int", "default": 5432},
+        "login_user": {"type": "str", "required": True},
+        "login_password": {"type": "str", "no_log": True},
+        "login_db": {"type": "str", "required": True},
+        "login_unix_socket": {"type": "str", "default": ""},
+        "ssl_mode": {
+            "type": "str",
+            "default": "prefer",
+            "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+        },
+        "ca_cert": {"type": "str"},
+        "connect_timeout": {"type": "int", "default": 5},
+        "statement_timeout": {"type": "int", "default": 5000},
+        "lock_timeout": {"type": "int", "default": 1000},
+    }
+
+
+def check_timeouts(params: dict[str, Any]) -> None:
+    """Refuse zero or negative timeouts: 0 means 'no timeout' to PostgreSQL, never wanted here."""
+    for key in ("connect_timeout", "statement_timeout", "lock_timeout"):
+        value = params.get(key)
+        if value is None or int(value) <= 0:
+            raise GateError(f"checking options: {key} must be a positive number, got {value!r}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first meaningful line of a driver error, without severity prefixes or trailing blanks."""
+    text = str(getattr(exc, "pgerror", None) or exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return exc.__class__.__name__
+    first = re.sub(r"^(FATAL|ERROR|WARNING):\s+", "", lines[0])
+    for extra in lines[1:]:
+        if extra.startswith("DETAIL:"):
+            first += f" ({extra[len('DETAIL:'):].strip()})"
+            break
+    return first
+
+
+def connect(params: dict[str, Any]) -> Any:
+    """Open one connection with the shared options; raise GateError naming the server on failure."""
+    host = params.get("login_unix_socket") or params.get("login_host") or None
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": params.get("login_port"),
+        "user": params.get("login_user"),
+        "dbname": params.get("login_db"),
+        "sslmode": params.get("ssl_mode") or "prefer",
+        "connect_timeout": params.get("connect_timeout") or 5,
+        "application_name": APPLICATION_NAME,
+        # Detect a dead server or a cut network instead of hanging on a half-open socket.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+    }
+    if params.get("login_password"):
+        kwargs["password"] = params["login_password"]
+    if params.get("ca_cert"):
+        kwargs["sslrootcert"] = params["ca_cert"]
+    where = (f"{params.get('login_user')}@{host or 'localhost'}:{params.get('login_port')}"
+             f"/{params.get('login_db')}")
+    try:
+        conn = psycopg2.connect(**{k: v for k, v in kwargs.items() if v is not None})
+    except psycopg2.Error as exc:
+        raise GateError(f"connecting to {where}: {one_line(exc)}") from None
+    return conn
+
+
+def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
+          isolation: str = "REPEATABLE READ") -> dict[str, str]:
+    """Start the gate's transaction, SET LOCAL the timeouts and pinned formats, and read them back.
+
+    Returns the settings as the server reports them; raises GateError if any did not take.
+    """
+    mode = "READ ONLY" if read_only else "READ WRITE"
+    if isolation not in ("REPEATABLE READ", "READ COMMITTED", "SERIALIZABLE"):
+        raise GateError(f"starting the transaction: unsupported isolation {isolation!r}")
+    wanted = dict(PINNED_SETTINGS)
+    wanted["statement_timeout"] = f"{int(params['statement_timeout'])}ms"
+    wanted["lock_timeout"] = f"{int(params['lock_timeout'])}ms"
+    conn.autocommit = True
+    cur = conn.cursor()
+    try:
+        cur.execute(f"BEGIN ISOLATION LEVEL {isolation} {mode}")
+        for name, value in wanted.items():
+            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+        cur.execute(
+            "SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation'), "
+            "current_setting('statement_timeout'), current_setting('lock_timeout'), "
+            "current_setting('TimeZone'), current_setting('DateStyle'), "
+            "current_setting('IntervalStyle'), current_setting('extra_float_digits'), "
+            "current_setting('bytea_output'), current_setting('row_security'), "
+            "current_setting('application_name')"
+        )
+        row = cur.fetchone()
+    except psycopg2.Error as exc:
+        raise GateError(f"starting the {mode.lower()} transaction: {one_line(exc)}") from None
+    finally:
+        cur.close()
+    got = dict(zip(
+        ["transaction_read_only", "transaction_isolation", "statement_timeout", "lock_timeout", "TimeZone",
+         "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "row_security",
+         "application_name"], row, strict=True))
+    expect = {
+        "transaction_read_only": "on" if read_only else "off",
+        "transaction_isolation": isolation.lower(),
+        "statement_timeout": _norm_ms(wanted["statement_timeout"]),
+        "lock_timeout": _norm_ms(wanted["lock_timeout"]),
+        **{k: v for k, v in PINNED_SETTINGS.items()},
+    }
+    got_cmp = dict(got)
+    got_cmp["statement_timeout"] = _norm_ms(got["statement_timeout"])
+    got_cmp["lock_timeout"] = _norm_ms(got["lock_timeout"])
+    bad = [f"{k}={got_cmp[k]!r} (wanted {v!r})" for k, v in expect.items() if str(got_cmp[k]) != str(v)]
+    if bad:
+        raise GateError("starting the transaction: the server did not apply " + ", ".join(bad))
+    return got
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}
+
+
+def _norm_ms(value: str) -> str:
+    """'5s', '5000ms' and '5000' -> '5000' (milliseconds), for comparing timeout settings."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min|h|d)?\s*", str(value))
+    if not m:
+        return str(value)
+    return str(int(m.group(1)) * _UNITS_MS[m.group(2) or "ms"])
+
+
+def xid_assigned(cur: Any) -> Any:
+    """The transaction id if this transaction has written anything (None when it has not)."""
+    cur.execute("SELECT pg_current_xact_id_if_assigned()::text")
+    return cur.fetchone()[0]
+
+
+def rollback_quietly(conn: Any) -> None:
+    """End the transaction with ROLLBACK and close; never raise (the connection may be dead)."""
+    try:
+        conn.rollback()
+    except Exception:  # noqa: S110 - best effort on a possibly broken connection
+        pass
+    try:
+        conn.close()
+    except Exception:  # noqa: S110
+        pass
+
+
+def server_identity(cur: Any) -> dict[str, Any]:
+    """Who answered: database name and oid, server address and port, version, system identifier."""
+    cur.execute(
+        "SELECT current_database(), d.oid::bigint, host(inet_server_addr()), inet_server_port(), "
+        "current_setting('server_version'), current_setting('server_version_num')::int, "
+        "has_function_privilege('pg_control_system()', 'EXECUTE') "
+        "FROM pg_database AS d WHERE d.datname = current_database()"
+    )
+    db, oid, addr, port, version, version_num, can_ctl = cur.fetchone()
+    system_identifier = None
+    if can_ctl:
+        cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+        system_identifier = cur.fetchone()[0]
+    return {
+        "database": db,
+        "database_oid": oid,
+        "address": addr,
+        "port": port,
+        "version": version,
+        "version_num": version_num,
+        "system_identifier": system_identifier,
+    }
+
+
+def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
+    """Server-side guard, in the caller's transaction: abort unless this is the named clone.
+
+    Raises GateError (and the server aborts the transaction) when current_database() is not exactly
+    `clone_database`, or does not start with `clone_prefix`, or the two disagree.
+    """
+    cur.execute("SELECT set_config('gate0.guard_db', %s, true), set_config('gate0.guard_prefix', %s, true)",
+                (clone_database, clone_prefix))
+    try:
+        cur.execute(
+            """
+            DO $guard$
+            BEGIN
+                IF current_database() <> current_setting('gate0.guard_db')
+                   OR current_setting('gate0.guard_prefix') = ''
+                   OR left(current_database(), length(current_setting('gate0.guard_prefix')))
+                      <> current_setting('gate0.guard_prefix') THEN
+                    RAISE EXCEPTION 'gate0 guard: current_database() % is not the clone %',
+                        current_database(), current_setting('gate0.guard_db');
+                END IF;
+            END
+            $guard$
+            """
+        )
+    except psycopg2.Error as exc:
+        raise GateError(f"guarding the clone transaction: {one_line(exc)}") from None
+
+
+def ident(*names: str) -> Any:
+    """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t"."""
+    return sql.Identifier(*names)
+
+
+def split_relation(name: str) -> tuple[str, ...]:
+    """'schema.table' -> ('schema', 'table'); 'table' -> ('table',). Refuses anything else."""
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise GateError(f"checking options: relation name {name!r} is not 'table' or 'schema.table'")
+    return tuple(parts)
+
+
+def elapsed_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,62 @@
+"""Documentation of the connection and session options shared by gate0's modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description:
+      - Host name or address of the PostgreSQL server.
+      - Empty means the libpq default (the local socket).
+    type: str
+    default: ''
+  login_port:
+    description: Port of the PostgreSQL server.
+    type: int
+    default: 5432
+  login_user:
+    description: Role to log in as.
+    type: str
+    required: true
+  login_password:
+    description:
+      - Password of O(login_user). Never logged, never returned.
+    type: str
+  login_db:
+    description: Database to connect to.
+    type: str
+    required: true
+  login_unix_socket:
+    description: Directory of the server's Unix socket; used instead of O(login_host) when set.
+    type: str
+    default: ''
+  ssl_mode:
+    description: libpq C(sslmode) of the connection.
+    type: str
+    default: prefer
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description: File of CA certificates to verify the server with (libpq C(sslrootcert)).
+    type: str
+  connect_timeout:
+    description: Seconds to wait for the connection; a positive number.
+    type: int
+    default: 5
+  statement_timeout:
+    description:
+      - Milliseconds any one statement may run (C(SET LOCAL statement_timeout)); a positive number.
+    type: int
+    default: 5000
+  lock_timeout:
+    description:
+      - Milliseconds any one statement may wait for a lock (C(SET LOCAL lock_timeout)); a positive number.
+    type: int
+    default: 1000
+requirements:
+  - psycopg2 (python3-psycopg2 or psycopg2-binary) on the host that runs the module
+notes:
+  - Every query runs inside one transaction that is rolled back; C(application_name) is C(gate0), the
+    time zone UTC and text formats pinned, and the settings are read back from the server.
+"""
