@@ -188,10 +188,25 @@ def xid_assigned(cur: Any) -> Any:
     return cur.fetchone()[0]
 
 
+def rollback(conn: Any) -> None:
+    """End the current transaction with an explicit ROLLBACK and confirm the session is idle.
+
+    begin() runs the connection in autocommit mode with its own BEGIN, so psycopg2's conn.rollback()
+    would be a no-op there: always send ROLLBACK. Raises GateError when the server does not confirm.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
+    except psycopg2.Error as exc:
+        raise GateError(f"rolling back: {one_line(exc)}") from None
+    if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        raise GateError("rolling back: the session is still inside a transaction")
+
+
 def rollback_quietly(conn: Any) -> None:
     """End the transaction with ROLLBACK and close; never raise (the connection may be dead)."""
     try:
-        conn.rollback()
+        rollback(conn)
     except Exception:  # noqa: S110 - best effort on a possibly broken connection
         pass
     try:
