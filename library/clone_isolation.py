@@ -267,6 +267,7 @@ try:
         begin,
         check_timeouts,
         clone_guard,
+        clone_name_refusal,
         connect,
         elapsed_ms,
         one_line,
@@ -285,6 +286,7 @@ except ImportError:  # pragma: no cover - under pytest, without Ansible's module
         begin,
         check_timeouts,
         clone_guard,
+        clone_name_refusal,
         connect,
         elapsed_ms,
         one_line,
@@ -302,29 +304,6 @@ try:
 except ImportError:  # pragma: no cover
     psycopg2 = None
     sql = None
-
-WILDCARDS = ("%", "*", "?", "[")
-
-
-def refuse_name(clone_db: str, prefix: str, production: list[str]) -> str | None:
-    """Why the configured clone name must not even be connected to (None when it may)."""
-    if not clone_db:
-        return "the clone database name is empty"
-    if not prefix:
-        return "the clone name prefix is empty"
-    bad = [c for c in WILDCARDS if c in prefix]
-    if bad:
-        return f"the clone name prefix {prefix!r} contains {bad[0]!r}: give the literal prefix, not a pattern"
-    if clone_db in production:
-        return f"the clone database {clone_db!r} is a production database name"
-    caught = [p for p in production if p.startswith(prefix)]
-    if caught:
-        return f"the clone name prefix {prefix!r} also matches production database {caught[0]!r}"
-    if not clone_db.startswith(prefix) or len(clone_db) <= len(prefix):
-        return (f"the clone database {clone_db!r} does not start with the prefix {prefix!r} "
-                "followed by a suffix")
-    return None
-
 
 def rel(name: str) -> Any:
     """A relation name from the profile as a quoted identifier."""
@@ -670,7 +649,7 @@ def main() -> None:
     p = module.params
     start = time.monotonic()
     timings: dict[str, int] = {"connect_ms": 0, "observe_ms": 0, "probe_ms": 0, "total_ms": 0}
-    refused = refuse_name(p["login_db"], p["clone_name_prefix"], p["production_databases"])
+    refused = clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"])
     if refused:
         module.fail_json(msg=f"refusing the clone channel before connecting: {refused}", changed=False,
                          refused=True)

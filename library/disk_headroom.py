@@ -35,6 +35,16 @@ options:
     type: list
     elements: str
     default: []
+  clone_name_prefix:
+    description:
+      - When set, O(login_db) is the clone and the module refuses to connect unless it starts with
+        exactly this prefix and is none of O(production_databases) (the clone channel's name rule).
+    type: str
+  production_databases:
+    description: Production database names the clone channel must never connect to.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -103,6 +113,7 @@ try:
         GateError,
         begin,
         check_timeouts,
+        clone_name_refusal,
         connect,
         elapsed_ms,
         one_line,
@@ -116,6 +127,7 @@ except ImportError:  # pragma: no cover - under pytest, without Ansible's module
         GateError,
         begin,
         check_timeouts,
+        clone_name_refusal,
         connect,
         elapsed_ms,
         one_line,
@@ -148,6 +160,12 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
     if not names:
         return sizes, errors
     conn = None
+    if params.get("clone_name_prefix") is not None:
+        refused = clone_name_refusal(params["login_db"], params["clone_name_prefix"],
+                                     params["production_databases"])
+        if refused:
+            errors["connection"] = f"refusing the clone channel before connecting: {refused}"
+            return sizes, errors
     try:
         check_timeouts(params)
         conn = connect(params)
@@ -178,6 +196,8 @@ def main() -> None:
     argument_spec.update(
         path={"type": "str", "required": True},
         databases={"type": "list", "elements": "str", "default": []},
+        clone_name_prefix={"type": "str"},
+        production_databases={"type": "list", "elements": "str", "default": []},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:

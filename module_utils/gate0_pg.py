@@ -267,6 +267,33 @@ def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
         raise GateError(f"guarding the clone transaction: {one_line(exc)}") from None
 
 
+CLONE_NAME_WILDCARDS = ("%", "*", "?", "[")
+
+
+def clone_name_refusal(clone_db: str, prefix: str, production: list[str]) -> str | None:
+    """Why the clone channel must not even connect to `clone_db` (None when it may).
+
+    The prefix is literal (`_` and `%` are plain characters); a prefix holding a pattern character,
+    a prefix that also matches a production name, and a name that is only the prefix are refused.
+    """
+    if not clone_db:
+        return "the clone database name is empty"
+    if not prefix:
+        return "the clone name prefix is empty"
+    bad = [c for c in CLONE_NAME_WILDCARDS if c in prefix]
+    if bad:
+        return f"the clone name prefix {prefix!r} contains {bad[0]!r}: give the literal prefix, not a pattern"
+    if clone_db in production:
+        return f"the clone database {clone_db!r} is a production database name"
+    caught = [p for p in production if p.startswith(prefix)]
+    if caught:
+        return f"the clone name prefix {prefix!r} also matches production database {caught[0]!r}"
+    if not clone_db.startswith(prefix) or len(clone_db) <= len(prefix):
+        return (f"the clone database {clone_db!r} does not start with the prefix {prefix!r} "
+                "followed by a suffix")
+    return None
+
+
 def ident(*names: str) -> Any:
     """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t"."""
     return sql.Identifier(*names)

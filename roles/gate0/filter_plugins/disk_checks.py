@@ -75,6 +75,7 @@ def gate0_disk_report(result: dict[str, Any] | None, settings: dict[str, Any]) -
                           "ok": free >= need, "observed": free, "limit": need,
                           "text": f"free {human_df(free)} < {factor:g} x clone {human_pg(clone_size)}"})
     problems += [f"{x['text']} ({x['var']})" for x in rules if not x["ok"]]
+    problems = list(dict.fromkeys(problems))  # one line per cause, in order
     where = r.get("path") or settings.get("path")
     line = (f"{human_df(free)} free of {human_df(fs.get('total_bytes'))} on {where}"
             f" ({fs.get('free_percent')}% free); clone {human_pg(clone_size)};"
