@@ -260,43 +260,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils.gate0_pg import (
-        HAS_PSYCOPG2,
-        PSYCOPG2_HINT,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_guard,
-        clone_name_refusal,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback,
-        rollback_quietly,
-        server_identity,
-        split_relation,
-        xid_assigned,
-    )
+    from ansible.module_utils import gate0_pg
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils.gate0_pg import (  # type: ignore[no-redef]
-        HAS_PSYCOPG2,
-        PSYCOPG2_HINT,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_guard,
-        clone_name_refusal,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback,
-        rollback_quietly,
-        server_identity,
-        split_relation,
-        xid_assigned,
-    )
+    from module_utils import gate0_pg  # type: ignore[no-redef]
 
 try:
     import psycopg2
@@ -307,7 +273,7 @@ except ImportError:  # pragma: no cover
 
 def rel(name: str) -> Any:
     """A relation name from the profile as a quoted identifier."""
-    return sql.Identifier(*split_relation(name))
+    return sql.Identifier(*gate0_pg.split_relation(name))
 
 
 def where_equal(conds: dict[str, Any]) -> Any:
@@ -335,9 +301,9 @@ def section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Callabl
         value = fn()
     except psycopg2.Error as exc:
         cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
-        errors[name] = f"{doing}: {one_line(exc)}"
+        errors[name] = f"{doing}: {gate0_pg.one_line(exc)}"
         return None
-    except (GateError, KeyError, TypeError, ValueError) as exc:
+    except (gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
         cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
         errors[name] = f"{doing}: {exc}"
         return None
@@ -441,7 +407,7 @@ def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
     scope = dispatch.get("registry_scope") or {}
     active = dispatch.get("registry_active") or {}
     if not active:
-        raise GateError("the profile's dispatch.registry_active is empty")
+        raise gate0_pg.GateError("the profile's dispatch.registry_active is empty")
     # A row counts as active unless the condition is definitely false (NULL is active: fail closed).
     cur.execute(sql.SQL("SELECT count(*) FROM {r} WHERE {s}").format(r=rel(registry), s=where_equal(scope)))
     rows = int(cur.fetchone()[0])
@@ -453,7 +419,7 @@ def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
         relation = spec["relation"]
         cond = spec.get("active") or {}
         if not cond:
-            raise GateError(f"the profile's dispatch.outbound.{name}.active is empty")
+            raise gate0_pg.GateError(f"the profile's dispatch.outbound.{name}.active is empty")
         cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE ({a}) IS NOT FALSE) FROM {r}")
                     .format(r=rel(relation), a=where_equal(cond)))
         total, n_active = cur.fetchone()
@@ -469,7 +435,7 @@ def observe_trigger(cur: Any, outbox: dict[str, Any]) -> dict[str, Any]:
         "FROM pg_trigger AS t JOIN pg_proc AS p ON p.oid = t.tgfoid "
         "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = %s AND NOT t.tgisinternal",
-        (".".join(f'"{part}"' for part in split_relation(outbox["relation"])), outbox["trigger"]))
+        (".".join(f'"{part}"' for part in gate0_pg.split_relation(outbox["relation"])), outbox["trigger"]))
     row = cur.fetchone()
     if row is None:
         return {"name": outbox["trigger"], "exists": False}
@@ -490,7 +456,7 @@ def pick_probe_type(cur: Any, dispatch: dict[str, Any], outbox: dict[str, Any]) 
         a=where_equal(dispatch.get("registry_active") or {"active": True})))
     row = cur.fetchone()
     if row is None:
-        raise GateError("no inactive event type in the registry's scope to probe with")
+        raise gate0_pg.GateError("no inactive event type in the registry's scope to probe with")
     return row[0]
 
 
@@ -501,7 +467,7 @@ def sequence_columns(cur: Any, relation: str) -> list[tuple[str, bool]]:
         "LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
         "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%') ORDER BY a.attnum",
-        (".".join(f'"{part}"' for part in split_relation(relation)),))
+        (".".join(f'"{part}"' for part in gate0_pg.split_relation(relation)),))
     return [(r[0], bool(r[1])) for r in cur.fetchall()]
 
 
@@ -512,9 +478,9 @@ def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_t
                            "sqlstate": None, "message": None, "xid_assigned": None, "rolled_back": False,
                            "reason": None}
     try:
-        begin(conn, params, read_only=False, isolation="READ COMMITTED")
+        gate0_pg.begin(conn, params, read_only=False, isolation="READ COMMITTED")
         cur = conn.cursor()
-        clone_guard(cur, params["login_db"], params["clone_name_prefix"])
+        gate0_pg.clone_guard(cur, params["login_db"], params["clone_name_prefix"])
         # Columns fed by a sequence get an explicit value: nextval() is not transactional and would
         # survive the rollback as residue.
         cols = [outbox["type_column"]] + [c for c, _ in seq_cols]
@@ -529,18 +495,20 @@ def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_t
         except psycopg2.Error as exc:
             cur.execute("ROLLBACK TO SAVEPOINT gate0_probe")
             context = (exc.diag.context or "") if exc.diag else ""
-            fn = split_relation(outbox["function"])[-1]
-            out.update(rejected=True, sqlstate=exc.pgcode, message=one_line(exc),
+            fn = gate0_pg.split_relation(outbox["function"])[-1]
+            out.update(rejected=True, sqlstate=exc.pgcode, message=gate0_pg.one_line(exc),
                        from_function=f"function {fn}(" in context)
-        out["xid_assigned"] = xid_assigned(cur)
+        out["xid_assigned"] = gate0_pg.xid_assigned(cur)
         cur.close()
-    except (GateError, psycopg2.Error) as exc:
-        out["reason"] = str(exc) if isinstance(exc, GateError) else f"probing the outbox: {one_line(exc)}"
+    except gate0_pg.GateError as exc:
+        out["reason"] = str(exc)
+    except psycopg2.Error as exc:
+        out["reason"] = f"probing the outbox: {gate0_pg.one_line(exc)}"
     finally:
         try:
-            rollback(conn)
+            gate0_pg.rollback(conn)
             out["rolled_back"] = True
-        except GateError as exc:
+        except gate0_pg.GateError as exc:
             out["reason"] = out["reason"] or f"{exc} (the probe)"
     return out
 
@@ -552,12 +520,12 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     errors: dict[str, str] = {}
     facts: dict[str, Any] = {"errors": errors}
     start = time.monotonic()
-    begin(conn, p, read_only=True)
+    gate0_pg.begin(conn, p, read_only=True)
     cur = conn.cursor()
     try:
-        facts["identity"] = server_identity(cur)
+        facts["identity"] = gate0_pg.server_identity(cur)
     except psycopg2.Error as exc:
-        raise GateError(f"reading the server identity: {one_line(exc)}") from None
+        raise gate0_pg.GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
     same_db = facts["identity"]["database"] == p["login_db"]
     facts["sessions"] = section(cur, "sessions", "reading sessions", errors,
                                 lambda: observe_sessions(cur, profile))
@@ -591,8 +559,8 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     facts["candidates"] = section(cur, "candidates", "reading candidate state", errors,
                                   lambda: observe_candidates(cur, profile["candidates"]))
     cur.close()
-    rollback(conn)
-    timings["observe_ms"] = elapsed_ms(start)
+    gate0_pg.rollback(conn)
+    timings["observe_ms"] = gate0_pg.elapsed_ms(start)
     probe: dict[str, Any] = {"ran": False, "reason": None}
     if not p["outbox_probe"]:
         probe["reason"] = "the probe is disabled (outbox_probe: false)"
@@ -603,7 +571,7 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     else:
         start = time.monotonic()
         probe = run_probe(conn, p, outbox, probe_type, seq_cols)
-        timings["probe_ms"] = elapsed_ms(start)
+        timings["probe_ms"] = gate0_pg.elapsed_ms(start)
     facts["outbox"] = {"relation": outbox.get("relation"), "trigger": trig, "probe": probe}
     return facts
 
@@ -631,7 +599,7 @@ def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    argument_spec = pg_argument_spec()
+    argument_spec = gate0_pg.pg_argument_spec()
     argument_spec.update(
         clone_name_prefix={"type": "str", "required": True},
         production_databases={"type": "list", "elements": "str", "default": []},
@@ -644,31 +612,31 @@ def main() -> None:
         app_binding_variable={"type": "str", "default": "DB_DATABASE"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=PSYCOPG2_HINT)
+    if not gate0_pg.HAS_PSYCOPG2:
+        module.fail_json(msg=gate0_pg.PSYCOPG2_HINT)
     p = module.params
     start = time.monotonic()
     timings: dict[str, int] = {"connect_ms": 0, "observe_ms": 0, "probe_ms": 0, "total_ms": 0}
-    refused = clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"])
+    refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"])
     if refused:
         module.fail_json(msg=f"refusing the clone channel before connecting: {refused}", changed=False,
                          refused=True)
     conn = None
     try:
-        check_timeouts(p)
-        conn = connect(p)
-        timings["connect_ms"] = elapsed_ms(start)
+        gate0_pg.check_timeouts(p)
+        conn = gate0_pg.connect(p)
+        timings["connect_ms"] = gate0_pg.elapsed_ms(start)
         facts = observe(module, conn, timings)
-    except GateError as exc:
+    except gate0_pg.GateError as exc:
         if conn is not None:
-            rollback_quietly(conn)
+            gate0_pg.rollback_quietly(conn)
         module.fail_json(msg=str(exc), changed=False, refused=False)
     except psycopg2.Error as exc:
         if conn is not None:
-            rollback_quietly(conn)
-        module.fail_json(msg=f"observing the clone: {one_line(exc)}", changed=False, refused=False)
-    rollback_quietly(conn)
-    timings["total_ms"] = elapsed_ms(start)
+            gate0_pg.rollback_quietly(conn)
+        module.fail_json(msg=f"observing the clone: {gate0_pg.one_line(exc)}", changed=False, refused=False)
+    gate0_pg.rollback_quietly(conn)
+    timings["total_ms"] = gate0_pg.elapsed_ms(start)
     module.exit_json(changed=False, timings=timings, **facts)
 
 

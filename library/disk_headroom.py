@@ -107,33 +107,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils.gate0_pg import (
-        HAS_PSYCOPG2,
-        PSYCOPG2_HINT,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_name_refusal,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback_quietly,
-    )
+    from ansible.module_utils import gate0_pg
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils.gate0_pg import (  # type: ignore[no-redef]
-        HAS_PSYCOPG2,
-        PSYCOPG2_HINT,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_name_refusal,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback_quietly,
-    )
+    from module_utils import gate0_pg  # type: ignore[no-redef]
 
 try:
     import psycopg2
@@ -161,15 +137,15 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
         return sizes, errors
     conn = None
     if params.get("clone_name_prefix") is not None:
-        refused = clone_name_refusal(params["login_db"], params["clone_name_prefix"],
+        refused = gate0_pg.clone_name_refusal(params["login_db"], params["clone_name_prefix"],
                                      params["production_databases"])
         if refused:
             errors["connection"] = f"refusing the clone channel before connecting: {refused}"
             return sizes, errors
     try:
-        check_timeouts(params)
-        conn = connect(params)
-        begin(conn, params, read_only=True, isolation="READ COMMITTED")
+        gate0_pg.check_timeouts(params)
+        conn = gate0_pg.connect(params)
+        gate0_pg.begin(conn, params, read_only=True, isolation="READ COMMITTED")
         cur = conn.cursor()
         for name in names:
             cur.execute("SAVEPOINT gate0_size")
@@ -179,20 +155,20 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
                 cur.execute("RELEASE SAVEPOINT gate0_size")
             except psycopg2.Error as exc:
                 cur.execute("ROLLBACK TO SAVEPOINT gate0_size")
-                errors[name] = f"reading the size of {name}: {one_line(exc)}"
+                errors[name] = f"reading the size of {name}: {gate0_pg.one_line(exc)}"
         cur.close()
-    except GateError as exc:
+    except gate0_pg.GateError as exc:
         errors["connection"] = str(exc)
     except psycopg2.Error as exc:
-        errors["connection"] = f"reading database sizes: {one_line(exc)}"
+        errors["connection"] = f"reading database sizes: {gate0_pg.one_line(exc)}"
     finally:
         if conn is not None:
-            rollback_quietly(conn)
+            gate0_pg.rollback_quietly(conn)
     return sizes, errors
 
 
 def main() -> None:
-    argument_spec = pg_argument_spec()
+    argument_spec = gate0_pg.pg_argument_spec()
     argument_spec.update(
         path={"type": "str", "required": True},
         databases={"type": "list", "elements": "str", "default": []},
@@ -200,8 +176,8 @@ def main() -> None:
         production_databases={"type": "list", "elements": "str", "default": []},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=PSYCOPG2_HINT)
+    if not gate0_pg.HAS_PSYCOPG2:
+        module.fail_json(msg=gate0_pg.PSYCOPG2_HINT)
     p = module.params
     start = time.monotonic()
     fs, path_error = None, None
@@ -209,12 +185,12 @@ def main() -> None:
         fs = filesystem(p["path"])
     except OSError as exc:
         path_error = f"measuring {p['path']}: {exc.strerror or exc}"
-    fs_ms = elapsed_ms(start)
+    fs_ms = gate0_pg.elapsed_ms(start)
     start = time.monotonic()
     sizes, size_errors = database_sizes(p, p["databases"])
     module.exit_json(changed=False, path=p["path"], path_error=path_error, filesystem=fs, sizes=sizes,
                      size_errors=size_errors,
-                     timings={"filesystem_ms": fs_ms, "database_ms": elapsed_ms(start)})
+                     timings={"filesystem_ms": fs_ms, "database_ms": gate0_pg.elapsed_ms(start)})
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0" / "filter_plugins"))
 
-import clone_checks as cc  # noqa: E402
-import disk_checks as dc  # noqa: E402
-from module_utils.gate0_pg import clone_name_refusal  # noqa: E402
+import clone_checks as cc
+import disk_checks as dc
+
+from module_utils.gate0_pg import clone_name_refusal
 
 CLONE = "directus_gov_test_20260602"
 PREFIX = "directus_gov_test_"
@@ -62,13 +63,14 @@ def test_module_refuses_before_connecting(name: str, prefix: str, prod: list[str
 
 SETTINGS = {"database": CLONE, "prefix": PREFIX, "prefix_min_length": 8, "suffix_regex": "[0-9]{8}",
             "production_database": "directus", "allowed_databases": ["directus"], "production_identity": None,
-            "profile": {"outbox": {"function": "fn_event_type_validate", "trigger": "t"}}, "app_role": "directus",
+            "profile": {"outbox": {"function": "fn_event_type_validate", "trigger": "t"}},
+            "app_role": "directus",
             "outbox_probe": True, "rollback_plan": {"path": "/p", "exists": True, "text": "plan", "chars": 4}}
 
 
 def test_module_failure_fails_every_observed_check() -> None:
     records = cc.gate0_clone_checks({"failed": True, "msg": "connecting to x: refused"}, SETTINGS)
-    assert [r["id"] for r in records][0] == "clone.name_pattern"
+    assert records[0]["id"] == "clone.name_pattern"
     by_id = {r["id"]: r for r in records}
     assert by_id["clone.rollback_plan"]["status"] == "pass"
     for cid, r in by_id.items():

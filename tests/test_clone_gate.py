@@ -45,7 +45,8 @@ def failing(result: dict[str, Any]) -> set[str]:
 def wait_no_gate0_sessions(lab: Lab) -> None:
     """Bounded wait until the gate's backends have exited (their statistics are flushed at exit)."""
     for _ in range(50):
-        if not lab.scalar("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"):
+        if not lab.scalar("postgres",
+                          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"):
             return
         time.sleep(0.1)
     raise AssertionError("gate0 sessions still open after 5 s")
@@ -99,7 +100,8 @@ def test_foreign_sessions_and_disk_rules_fail(lab: Lab, tmp_path: Path) -> None:
             listener_pid = cur.fetchone()[0]
         idle_pid = idle.info.backend_pid
         result = gate(tmp_path, "-e", "gate0_disk_min_free_bytes=1000000000000000",
-                      "-e", "gate0_disk_min_free_percent=99.9", "-e", "gate0_disk_clone_size_factor=100000000")
+                      "-e", "gate0_disk_min_free_percent=99.9",
+                      "-e", "gate0_disk_clone_size_factor=100000000")
     finally:
         idle.close()
         listener.close()
@@ -115,12 +117,15 @@ def test_foreign_sessions_and_disk_rules_fail(lab: Lab, tmp_path: Path) -> None:
 
 def test_registry_lease_seed_candidates_plan_fail(fresh_lab: Lab, tmp_path: Path) -> None:
     lab = fresh_lab
-    lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true WHERE event_type = 'governance.gap.opened'")
+    lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
+                          "WHERE event_type = 'governance.gap.opened'")
     lab.execute(CLONE_DB, "INSERT INTO dot_iu_runtime_lease (worker_id, iu_code, expires_at) "
                           "VALUES ('w-1', 'iu-1', now() + interval '1 hour')")
-    lab.execute(CLONE_DB, "INSERT INTO governance_object_ownership (object_kind, scope_code, owner_ref, created_by) "
+    lab.execute(CLONE_DB, "INSERT INTO governance_object_ownership "
+                          "(object_kind, scope_code, owner_ref, created_by) "
                           "SELECT 'ghost', min(scope_code), 'x', 'CLONE_TEST_F6_SEED' FROM governance_scopes")
-    lab.execute(CLONE_DB, "INSERT INTO governance_scan_run (ruleset_id, status, started_at) VALUES (1, 'x', now())")
+    lab.execute(CLONE_DB, "INSERT INTO governance_scan_run (ruleset_id, status, started_at) "
+                          "VALUES (1, 'x', now())")
     result = gate(tmp_path, "-e", f"gate0_clone_rollback_plan={tmp_path}/no-such-plan.md")
     assert failing(result) == {"clone.dispatch_disabled", "clone.worker_lease", "clone.seed_present",
                                "clone.candidate_state", "clone.rollback_plan"}
@@ -141,7 +146,8 @@ def test_missing_seed_row_gap_cell_flows_and_app_binding_fail(fresh_lab: Lab, tm
     env.write_text(f"DB_CLIENT=pg\nexport DB_DATABASE=\"{CLONE_DB}\"\n")
     empty_plan = tmp_path / "plan.md"
     empty_plan.write_text("  \n")
-    result = gate(tmp_path, "-e", f"gate0_clone_app_env_file={env}", "-e", f"gate0_clone_rollback_plan={empty_plan}")
+    result = gate(tmp_path, "-e", f"gate0_clone_app_env_file={env}",
+                  "-e", f"gate0_clone_rollback_plan={empty_plan}")
     assert failing(result) == {"clone.seed_present", "clone.coverage", "clone.dispatch_disabled",
                                "clone.app_binding", "clone.rollback_plan"}
     c = result["checks"]
@@ -160,34 +166,33 @@ def test_disabled_trigger_fails_and_leaves_nothing(fresh_lab: Lab, tmp_path: Pat
     assert failing(result) == {"clone.outbox_guard", "disk.headroom"}
     msg = result["checks"]["clone.outbox_guard"]["message"]
     assert "is disabled (tgenabled='D')" in msg and "was NOT rejected" in msg
-    assert "measuring /no/such/path: No such file or directory" in result["checks"]["disk.headroom"]["message"]
+    disk = result["checks"]["disk.headroom"]["message"]
+    assert "measuring /no/such/path: No such file or directory" in disk
     after = residue_evidence(lab)
     # The unguarded insert reached the heap and was rolled back: no row, no sequence step, no live tuple.
     assert after["outbox_rows"] == 0 and after["sequence"] == before["sequence"]
     assert after["table"][0][3] == before["table"][0][3]
 
 
-def test_trigger_that_no_longer_rejects_and_app_connect_fail(fresh_lab: Lab, tmp_path: Path) -> None:
+def test_trigger_that_no_longer_rejects_app_connect_and_hidden_sessions_fail(fresh_lab: Lab,
+                                                                              tmp_path: Path) -> None:
     lab = fresh_lab
     lab.execute(CLONE_DB, "CREATE OR REPLACE FUNCTION fn_event_type_validate() RETURNS trigger "
                           "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$")
     lab.execute("postgres", f'GRANT CONNECT ON DATABASE "{CLONE_DB}" TO directus')
+    lab.execute("postgres", "REVOKE pg_read_all_stats FROM workflow_admin")
     before = residue_evidence(lab)
     result = gate(tmp_path)
-    assert failing(result) == {"clone.outbox_guard", "clone.app_binding"}
-    assert "was NOT rejected" in result["checks"]["clone.outbox_guard"]["message"]
-    assert "'directus' has CONNECT on" in result["checks"]["clone.app_binding"]["message"]
+    assert failing(result) == {"clone.outbox_guard", "clone.app_binding", "clone.foreign_sessions",
+                               "disk.headroom"}
+    c = result["checks"]
+    assert "was NOT rejected" in c["clone.outbox_guard"]["message"]
+    assert "'directus' has CONNECT on" in c["clone.app_binding"]["message"]
+    assert "cannot see other sessions' details" in c["clone.foreign_sessions"]["message"]
+    assert f"reading the size of {PROD_DB}: permission denied" in c["disk.headroom"]["message"]
     after = residue_evidence(lab)
+    # The insert the broken trigger let through was rolled back: no row, no sequence step.
     assert after["outbox_rows"] == 0 and after["sequence"] == before["sequence"]
-
-
-def test_login_that_cannot_see_sessions_fails(fresh_lab: Lab, tmp_path: Path) -> None:
-    lab = fresh_lab
-    lab.execute("postgres", "REVOKE pg_read_all_stats FROM workflow_admin")
-    result = gate(tmp_path)
-    assert failing(result) == {"clone.foreign_sessions", "disk.headroom"}
-    assert "cannot see other sessions' details" in result["checks"]["clone.foreign_sessions"]["message"]
-    assert f"reading the size of {PROD_DB}: permission denied" in result["checks"]["disk.headroom"]["message"]
 
 
 def test_clone_name_outside_the_rule_is_refused(lab: Lab, tmp_path: Path) -> None:
