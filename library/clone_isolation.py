@@ -276,6 +276,12 @@ def rel(name: str) -> Any:
     return sql.Identifier(*gate0_pg.split_relation(name))
 
 
+def regclass(relation: str) -> Any:
+    """The relation's oid expression, quoted server-side: to_regclass(quote_ident(...) ...)."""
+    parts = [sql.SQL("quote_ident({})").format(sql.Literal(p)) for p in gate0_pg.split_relation(relation)]
+    return sql.SQL("to_regclass({})").format(sql.SQL(" || '.' || ").join(parts))
+
+
 def where_equal(conds: dict[str, Any]) -> Any:
     """`col = value AND ...` from a dict (TRUE when empty); identifiers and values quoted."""
     if not conds:
@@ -386,11 +392,13 @@ def read_binding(module: AnsibleModule) -> dict[str, Any]:
             out["error"] = f"reading the app's env file {p['app_binding_path']!r}: {exc.strerror or exc}"
     elif source == "docker":
         out["where"] = p["app_binding_container"]
-        rc, stdout, stderr = module.run_command(
-            ["docker", "inspect", "--format", "{{json .Config.Env}}", p["app_binding_container"] or ""])
+        docker = module.get_bin_path("docker")
+        rc, stdout, stderr = (127, "", "docker not found on the host") if docker is None else \
+            module.run_command([docker, "inspect", "--format", "{{json .Config.Env}}",
+                                p["app_binding_container"] or ""])
         if rc != 0:
-            out["error"] = (f"docker inspect {p['app_binding_container']!r}: "
-                            f"{(stderr or stdout).strip().splitlines()[-1:] or ['failed']}")
+            lines = (stderr or stdout or "failed").strip().splitlines() or ["failed"]
+            out["error"] = f"docker inspect {p['app_binding_container']!r}: {lines[-1]}"
         else:
             try:
                 env = json.loads(stdout) or []
@@ -429,13 +437,13 @@ def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
 
 
 def observe_trigger(cur: Any, outbox: dict[str, Any]) -> dict[str, Any]:
-    cur.execute(
+    cur.execute(sql.SQL(
         "SELECT t.tgenabled::text, (t.tgtype & 2) <> 0 AND (t.tgtype & 64) = 0, (t.tgtype & 4) <> 0, "
         "(t.tgtype & 1) <> 0, p.proname::text, n.nspname::text, t.tgqual IS NOT NULL "
         "FROM pg_trigger AS t JOIN pg_proc AS p ON p.oid = t.tgfoid "
         "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
-        "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = %s AND NOT t.tgisinternal",
-        (".".join(f'"{part}"' for part in gate0_pg.split_relation(outbox["relation"])), outbox["trigger"]))
+        "WHERE t.tgrelid = {rel} AND t.tgname = {name} AND NOT t.tgisinternal").format(
+            rel=regclass(outbox["relation"]), name=sql.Literal(outbox["trigger"])))
     row = cur.fetchone()
     if row is None:
         return {"name": outbox["trigger"], "exists": False}
@@ -462,12 +470,12 @@ def pick_probe_type(cur: Any, dispatch: dict[str, Any], outbox: dict[str, Any]) 
 
 def sequence_columns(cur: Any, relation: str) -> list[tuple[str, bool]]:
     """Columns filled from a sequence (serial default or identity): (name, is_identity)."""
-    cur.execute(
+    cur.execute(sql.SQL(
         "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute AS a "
         "LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
-        "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%') ORDER BY a.attnum",
-        (".".join(f'"{part}"' for part in gate0_pg.split_relation(relation)),))
+        "WHERE a.attrelid = {rel} AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%') "
+        "ORDER BY a.attnum").format(rel=regclass(relation)))
     return [(r[0], bool(r[1])) for r in cur.fetchall()]
 
 

@@ -168,3 +168,12 @@ def test_disk_unreadable_size_and_missing_path_fail() -> None:
     assert rec["status"] == "fail" and rec["message"].startswith("measuring /x")
     rec = dc.gate0_disk_checks(dc.gate0_disk_report({"failed": True, "msg": "boom"}, RULES))[0]
     assert rec["status"] == "fail" and "boom" in rec["message"]
+
+
+def test_env_file_parsing() -> None:
+    from library.clone_isolation import parse_env
+
+    text = "# comment\nDB_HOST=x\nexport DB_DATABASE='directus'\nDB_DATABASE_X=no\n"
+    assert parse_env(text, "DB_DATABASE") == "directus"
+    assert parse_env('DB_DATABASE="a"\nDB_DATABASE=b\n', "DB_DATABASE") == "b"  # the last one wins
+    assert parse_env("DB_HOST=x\n", "DB_DATABASE") is None

@@ -231,3 +231,22 @@ def test_connection_refused_fails_every_observed_check(lab: Lab, tmp_path: Path)
     for cid in CLONE_IDS:
         if cid not in ("clone.rollback_plan", "clone.name_pattern"):
             assert "connect" in result["checks"][cid]["message"], result["checks"][cid]
+
+
+def test_a_locked_table_times_out_into_fails_not_a_hang(lab: Lab, tmp_path: Path) -> None:
+    locker = lab.connect(CLONE_DB, user="workflow_admin", application_name="locker")
+    try:
+        locker.autocommit = False
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE governance_object_ownership IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        result = gate(tmp_path, "-e", "gate0_lock_timeout=300")
+        elapsed = time.monotonic() - started
+    finally:
+        locker.rollback()
+        locker.close()
+    assert failing(result) == {"clone.foreign_sessions", "clone.seed_present", "clone.coverage"}
+    assert "reading seed rows: canceling statement due to lock timeout" in \
+        result["checks"]["clone.seed_present"]["message"]
+    assert "app=locker" in result["checks"]["clone.foreign_sessions"]["message"]
+    assert elapsed < 90
