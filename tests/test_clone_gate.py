@@ -250,3 +250,14 @@ def test_a_locked_table_times_out_into_fails_not_a_hang(lab: Lab, tmp_path: Path
         result["checks"]["clone.seed_present"]["message"]
     assert "app=locker" in result["checks"]["clone.foreign_sessions"]["message"]
     assert elapsed < 90
+
+
+def test_clone_reaching_the_production_database_by_identity_fails(lab: Lab, tmp_path: Path) -> None:
+    """Names differ, but the production gate's identity is this very database (same server, same oid)."""
+    oid = lab.scalar("postgres", "SELECT oid::bigint FROM pg_database WHERE datname = %s", (CLONE_DB,))
+    sysid = lab.scalar("postgres", "SELECT system_identifier::text FROM pg_control_system()")
+    prod = {"database": PROD_DB, "database_oid": oid, "address": "127.0.0.1", "port": lab.port,
+            "version": "x", "version_num": 0, "system_identifier": sysid}
+    result = gate(tmp_path, "--tags", "clone", "-e", json.dumps({"__gate0_production_identity": prod}))
+    rec = result["checks"]["clone.not_production"]
+    assert rec["status"] == "fail" and "reaches the production database" in rec["message"], rec
