@@ -39,6 +39,14 @@ options:
       - O(login_db) must start with it and be longer than it.
     type: str
     required: true
+  clone_name_prefix_min_length:
+    description: The prefix must be at least this long (a shorter one is refused before connecting).
+    type: int
+    default: 1
+  clone_name_suffix_regex:
+    description: What follows the prefix must fully match this regex (empty for anything non-empty).
+    type: str
+    default: ''
   production_databases:
     description:
       - Every production database name (the production database and the production allowlist).
@@ -611,6 +619,8 @@ def main() -> None:
     argument_spec.update(
         clone_name_prefix={"type": "str", "required": True},
         production_databases={"type": "list", "elements": "str", "default": []},
+        clone_name_prefix_min_length={"type": "int", "default": 1},
+        clone_name_suffix_regex={"type": "str", "default": ""},
         profile={"type": "dict", "required": True},
         outbox_probe={"type": "bool", "default": True},
         app_role={"type": "str", "default": ""},
@@ -625,7 +635,8 @@ def main() -> None:
     p = module.params
     start = time.monotonic()
     timings: dict[str, int] = {"connect_ms": 0, "observe_ms": 0, "probe_ms": 0, "total_ms": 0}
-    refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"])
+    refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"],
+                                          p["clone_name_prefix_min_length"], p["clone_name_suffix_regex"])
     if refused:
         module.fail_json(msg=f"refusing the clone channel before connecting: {refused}", changed=False,
                          refused=True)

@@ -40,6 +40,14 @@ options:
       - When set, O(login_db) is the clone and the module refuses to connect unless it starts with
         exactly this prefix and is none of O(production_databases) (the clone channel's name rule).
     type: str
+  clone_name_prefix_min_length:
+    description: The prefix must be at least this long (a shorter one is refused before connecting).
+    type: int
+    default: 1
+  clone_name_suffix_regex:
+    description: What follows the prefix must fully match this regex (empty for anything non-empty).
+    type: str
+    default: ''
   production_databases:
     description: Production database names the clone channel must never connect to.
     type: list
@@ -138,7 +146,9 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
     conn = None
     if params.get("clone_name_prefix") is not None:
         refused = gate0_pg.clone_name_refusal(params["login_db"], params["clone_name_prefix"],
-                                     params["production_databases"])
+                                              params["production_databases"],
+                                              params["clone_name_prefix_min_length"],
+                                              params["clone_name_suffix_regex"])
         if refused:
             errors["connection"] = f"refusing the clone channel before connecting: {refused}"
             return sizes, errors
@@ -174,6 +184,8 @@ def main() -> None:
         databases={"type": "list", "elements": "str", "default": []},
         clone_name_prefix={"type": "str"},
         production_databases={"type": "list", "elements": "str", "default": []},
+        clone_name_prefix_min_length={"type": "int", "default": 1},
+        clone_name_suffix_regex={"type": "str", "default": ""},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not gate0_pg.HAS_PSYCOPG2:

@@ -270,7 +270,8 @@ def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
 CLONE_NAME_WILDCARDS = ("%", "*", "?", "[")
 
 
-def clone_name_refusal(clone_db: str, prefix: str, production: list[str]) -> str | None:
+def clone_name_refusal(clone_db: str, prefix: str, production: list[str], min_length: int = 1,
+                       suffix_regex: str = "") -> str | None:
     """Why the clone channel must not even connect to `clone_db` (None when it may).
 
     The prefix is literal (`_` and `%` are plain characters); a prefix holding a pattern character,
@@ -280,6 +281,8 @@ def clone_name_refusal(clone_db: str, prefix: str, production: list[str]) -> str
         return "the clone database name is empty"
     if not prefix:
         return "the clone name prefix is empty"
+    if len(prefix) < min_length:
+        return f"the clone name prefix {prefix!r} is shorter than {min_length} characters"
     bad = [c for c in CLONE_NAME_WILDCARDS if c in prefix]
     if bad:
         return f"the clone name prefix {prefix!r} contains {bad[0]!r}: give the literal prefix, not a pattern"
@@ -291,6 +294,11 @@ def clone_name_refusal(clone_db: str, prefix: str, production: list[str]) -> str
     if not clone_db.startswith(prefix) or len(clone_db) <= len(prefix):
         return (f"the clone database {clone_db!r} does not start with the prefix {prefix!r} "
                 "followed by a suffix")
+    try:
+        if suffix_regex and re.fullmatch(suffix_regex, clone_db[len(prefix):]) is None:
+            return f"the suffix of the clone database {clone_db!r} does not match {suffix_regex!r}"
+    except re.error as exc:
+        return f"the clone name suffix regex {suffix_regex!r} is invalid: {exc}"
     return None
 
 

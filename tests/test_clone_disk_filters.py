@@ -42,6 +42,11 @@ def test_name_rule(name: str, prefix: str, why: str | None) -> None:
         assert any(why in p for p in problems), problems
 
 
+def test_invalid_suffix_regex_is_a_problem_not_a_crash() -> None:
+    assert "is invalid" in cc.name_rule_problems(CLONE, PREFIX, 8, "[0-9", PROD)[0]
+    assert "is invalid" in clone_name_refusal(CLONE, PREFIX, PROD, 8, "[0-9")
+
+
 def test_allowlisted_name_matching_the_prefix_is_refused() -> None:
     problems = cc.name_rule_problems(CLONE, PREFIX, 8, "", ["directus", "directus_gov_test_archive"])
     assert any("also matches production/allowlisted 'directus_gov_test_archive'" in p for p in problems)
@@ -55,9 +60,11 @@ def test_allowlisted_name_matching_the_prefix_is_refused() -> None:
     (CLONE, "directus", PROD, "also matches production"),
     (PREFIX, PREFIX, PROD, "followed by a suffix"),
     ("", PREFIX, PROD, "name is empty"),
+    (CLONE, "dir", [], "shorter than 8"),
+    ("directus_gov_test_x", PREFIX, PROD, "does not match"),
 ])
 def test_module_refuses_before_connecting(name: str, prefix: str, prod: list[str], why: str | None) -> None:
-    got = clone_name_refusal(name, prefix, prod)
+    got = clone_name_refusal(name, prefix, prod, 8, "[0-9]{8}")
     assert (got is None) if why is None else (why in got)
 
 

@@ -53,8 +53,12 @@ def name_rule_problems(clone_db: str, prefix: str, min_length: int, suffix_regex
         suffix = clone_db[len(prefix):]
         if not suffix:
             problems.append(f"{clone_db!r} is the bare prefix (no suffix)")
-        elif suffix_regex and re.fullmatch(suffix_regex, suffix) is None:
-            problems.append(f"suffix {suffix!r} of {clone_db!r} does not match {suffix_regex!r}")
+        elif suffix_regex:
+            try:
+                if re.fullmatch(suffix_regex, suffix) is None:
+                    problems.append(f"suffix {suffix!r} of {clone_db!r} does not match {suffix_regex!r}")
+            except re.error as exc:
+                problems.append(f"the suffix regex {suffix_regex!r} is invalid: {exc}")
     if clone_db in production:
         problems.append(f"{clone_db!r} is a production/allowlisted database name")
     return problems
