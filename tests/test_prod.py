@@ -376,7 +376,7 @@ def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
     assert "prod.allowlist: allowlist:" in out
 
 
-def test_gate_rls_and_lock_fail_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
+def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
     assert only_failed(checks) == ["prod.baseline"]
