@@ -102,6 +102,9 @@ def writable_dir_problem(path: str) -> str | None:
 def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
     out = _range_problems(cfg) + _name_problems(cfg)
+    gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
+    if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
+        out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
     if "gate0_report_dir" in cfg:
         why = writable_dir_problem(str(cfg["gate0_report_dir"] or ""))
         if why:
@@ -109,11 +112,13 @@ def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
-def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
+def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
+                          gates: list[str] | None = None) -> list[dict[str, Any]]:
     """Order records by the stable ids; a check that produced no record is 'fail' (not run).
 
-    A check may be skipped only where its vars say so, and then its gate reports it as 'skipped'
-    itself. A check with no record at all was excluded (tags) or its gate broke: that never passes.
+    A check may be skipped only where its vars say so: its gate reports it as 'skipped' itself, or
+    its whole gate was left out by `gate0_gates` (`gates`), which makes its checks 'skipped' here.
+    A check with no record otherwise was excluded (tags) or its gate broke: that never passes.
     """
     by_id: dict[str, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
@@ -125,8 +130,12 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str]) -> list
             raise ValueError(f"check {rid} has status {rec.get('status')!r}")
         by_id[rid] = rec
     for cid in ids:
+        gate = cid.split(".", 1)[0]
         if cid in by_id:
             out.append(by_id.pop(cid))
+        elif gates is not None and gate not in gates:
+            out.append({"id": cid, "gate": gate, "status": "skipped", "observed": None, "expected": None,
+                        "message": f"gate {gate} not selected (gate0_gates={list(gates)})"})
         else:
             out.append({
                 "id": cid,
@@ -189,6 +198,27 @@ def gate0_play_stats(by_host: dict[str, Any], play_hosts_all: list[str]) -> dict
     return {"gate0": summary, "gate0_hosts": hosts}
 
 
+ALL_GATES = ("prod", "clone", "disk")
+
+
+def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
+    """Why a consumer must refuse this gate0 record, before connecting (age and identity: clone_sql)."""
+    if not isinstance(gate0, dict):
+        return [f"no gate0 record for this host (got {type(gate0).__name__}); run playbooks/gate0.yml first"]
+    out: list[str] = []
+    if gate0.get("passed") is not True:
+        failed = [c.get("id") for c in gate0.get("checks") or [] if c.get("status") == "fail"]
+        out.append(f"gate0 did not pass (run {gate0.get('run_id')}, "
+                   f"failed: {', '.join(map(str, failed)) or '?'})")
+    missing = [g for g in ALL_GATES if g not in (gate0.get("gates") or ALL_GATES)]
+    if missing:
+        out.append(f"gate0 ran without gate(s) {', '.join(missing)} (gate0_gates={gate0.get('gates')!r})")
+    clone = (gate0.get("clone") or {}).get("database")
+    if clone != clone_database:
+        out.append(f"gate0 was for clone {clone!r}, not gate0_clone_database {clone_database!r}")
+    return out
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -197,4 +227,5 @@ class FilterModule:
             "gate0_failed_checks": gate0_failed_checks,
             "gate0_fail_message": gate0_fail_message,
             "gate0_play_stats": gate0_play_stats,
+            "gate0_require_problems": gate0_require_problems,
         }
