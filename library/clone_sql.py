@@ -342,10 +342,9 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             wrote = xid_assigned(cur) is not None
         commit = p["mode"] == "commit" and not check_mode
         try:
-            if commit:
-                conn.commit()
-            else:
-                conn.rollback()
+            # begin() opened the transaction with an explicit BEGIN (autocommit on): end it the same way.
+            with conn.cursor() as cur:
+                cur.execute("COMMIT" if commit else "ROLLBACK")
         except Exception as exc:
             raise GateError(f"ending the transaction: {one_line(exc)}") from None
     finally:

@@ -59,7 +59,8 @@ def test_config_good_has_no_problem(tmp_path: Path) -> None:
     ({"gate0_clone_database": "directus"}, "gate0_clone_database must start with gate0_clone_name_prefix"),
     ({"gate0_clone_database": "scratch"}, "got 'scratch'"),
     ({"gate0_clone_name_prefix": ""}, "gate0_clone_name_prefix must not be empty"),
-    ({"gate0_clone_name_prefix": "dir"}, "must not match a production database name, got matches ['directus']"),
+    ({"gate0_clone_name_prefix": "dir"},
+     "must not match a production database name, got matches ['directus']"),
     ({"gate0_clone_name_prefix": "work"}, "got matches ['workflow']"),
     ({"gate0_production_allowed_databases": ["directus", "directus_gov_test_20260602"]},
      "must not include the clone 'directus_gov_test_20260602'"),
@@ -83,7 +84,7 @@ def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> No
     assert "not run" in out[1]["message"]
     with pytest.raises(ValueError, match="reported twice"):
         gv.gate0_complete_checks(recs + recs, ids)
-    with pytest.raises(ValueError, match="unknown check ids: x.y"):
+    with pytest.raises(ValueError, match=r"unknown check ids: x\.y"):
         gv.gate0_complete_checks([{**recs[0], "id": "x.y"}], ids)
 
 
@@ -94,7 +95,8 @@ def test_fail_message_one_line_per_failed_check() -> None:
         {"id": "disk.c", "status": "fail", "message": ""},
     ]
     msg = gv.gate0_fail_message(recs, "db1")
-    assert msg.splitlines() == ["gate0 FAIL on db1: 2 of 3 checks failed", "prod.a: two lines", "disk.c: failed"]
+    assert msg.splitlines() == [
+        "gate0 FAIL on db1: 2 of 3 checks failed", "prod.a: two lines", "disk.c: failed"]
 
 
 def test_play_stats_single_and_several_hosts() -> None:
@@ -132,7 +134,8 @@ def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path) 
                      "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
     line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("gate0 vars:"))
-    assert "gate0_clone_database must start with gate0_clone_name_prefix 'directus_gov_test_', got 'directus'" in line
+    assert ("gate0_clone_database must start with gate0_clone_name_prefix 'directus_gov_test_', "
+            "got 'directus'") in line
     assert "must differ from gate0_production_database" in line
     assert "TASK [gate0 : prod |" not in r.stdout and "TASK [gate0 : clone |" not in r.stdout
     assert _reports(tmp_path) == []
@@ -141,8 +144,8 @@ def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path) 
 def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
     r = run_playbook("playbooks/gate0.yml", "-e", "gate0_report_dir=/etc/hostname/reports")
     assert r.returncode != 0
-    assert "gate0_report_dir cannot be created: /etc/hostname is not a directory, got '/etc/hostname/reports'" \
-        in r.stdout
+    assert ("gate0_report_dir cannot be created: /etc/hostname is not a directory, "
+            "got '/etc/hostname/reports'") in r.stdout
     assert "TASK [gate0 : prod |" not in r.stdout
 
 
