@@ -15,7 +15,10 @@ from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 from library import clone_sql
 from module_utils.gate0_pg import server_identity
 
-REQUIRE = "tests/playbooks/require.yml"
+APPLY = "playbooks/clone_apply.yml"
+STATEMENTS = {"gate0_apply_mode": "commit", "gate0_apply_statements": [
+    {"query": "INSERT INTO governance_scan_cursor (cursor_name, watermark, events_seen) VALUES (%s, %s, 0)",
+     "args": ["require-test", "wm-test"]}]}
 
 
 def clone_identity(lab: Lab, db: str = CLONE_DB) -> dict[str, Any]:
@@ -119,14 +122,14 @@ def test_commit_with_gate0_commits_and_reports_changed(fresh_lab: Lab) -> None:
 
 def _require(tmp_path: Path, gate0: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "gate0.json"
-    path.write_text(json.dumps({"gate0": gate0}))
-    return run_playbook(REQUIRE, "-e", f"@{path}", *extra)
+    path.write_text(json.dumps({"gate0": gate0, **STATEMENTS}))
+    return run_playbook(APPLY, "-e", f"@{path}", *extra)
 
 
 def test_require_accepts_a_fresh_pass_for_this_clone(fresh_lab: Lab, tmp_path: Path) -> None:
     r = _require(tmp_path, gate0_record(fresh_lab))
     assert r.returncode == 0, r.stdout
-    assert "MUTATION committed=True" in r.stdout
+    assert "1 statement(s), committed" in r.stdout
     assert fresh_lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor WHERE cursor_name = "
                                       "'require-test'") == 1
 
@@ -143,7 +146,7 @@ def test_require_refuses(lab: Lab, tmp_path: Path, over: dict, needle: str) -> N
     r = _require(tmp_path, gate0_record(lab, **over))
     assert r.returncode != 0
     assert needle in r.stdout, r.stdout[-2000:]
-    assert "MUTATION" not in r.stdout
+    assert "statement(s)," not in r.stdout
     assert cursor_rows(lab) == before
 
 
@@ -153,13 +156,13 @@ def test_require_refuses_a_clone_recreated_since_the_gate(fresh_lab: Lab, tmp_pa
     r = _require(tmp_path, gate)
     assert r.returncode != 0
     assert "verifying gate0 against the clone: database_oid is " in r.stdout
-    assert "MUTATION" not in r.stdout
+    assert "statement(s)," not in r.stdout
 
 
 def test_require_reads_the_hosts_map_of_a_multi_host_run(fresh_lab: Lab, tmp_path: Path) -> None:
     """AWX passes set_stats: gate0_hosts[inventory_hostname] wins over a play-level gate0 summary."""
     path = tmp_path / "stats.json"
     path.write_text(json.dumps({"gate0": {"passed": False, "hosts": ["lab", "other"]},
-                                "gate0_hosts": {"lab": gate0_record(fresh_lab)}}))
-    r = run_playbook(REQUIRE, "-e", f"@{path}")
+                                "gate0_hosts": {"lab": gate0_record(fresh_lab)}, **STATEMENTS}))
+    r = run_playbook(APPLY, "-e", f"@{path}")
     assert r.returncode == 0, r.stdout[-2000:]

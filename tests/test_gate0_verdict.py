@@ -173,3 +173,14 @@ def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: L
     tail = r.stdout[r.stdout.rindex("fatal: [lab]"):]
     assert re.search(r"gate0 FAIL on lab: \d+ of 18 checks failed", tail)
     assert "\n        prod.allowlist: not run" in tail
+
+
+def test_an_incoming_gate0_extra_var_cannot_mask_a_fail(lab: Lab, tmp_path: Path) -> None:
+    """AWX hands the previous node's gate0 on as an extra var: this run's verdict must still rule."""
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({"gate0": {"passed": True, "run_id": "old", "clone": {"database": "x"}}}))
+    r = run_playbook("playbooks/gate0.yml", "--tags", "disk", "-e", f"@{stale}",
+                     "-e", f"gate0_report_dir={tmp_path / 'r'}")
+    assert r.returncode != 0
+    (report,) = _reports(tmp_path / "r")
+    assert json.loads(report.read_text())["verdict"] == "FAIL"
