@@ -582,7 +582,8 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
         probe["reason"] = "the probe is disabled (outbox_probe: false)"
     elif not same_db:
         probe["reason"] = f"connected to {facts['identity']['database']!r}, not the clone {p['login_db']!r}"
-    elif trig is None or probe_type is None:
+    elif trig is None or probe_type is None or "probe" in errors:
+        # Without the sequence columns the insert could step a sequence (residue): do not probe.
         probe["reason"] = errors.get("outbox") or errors.get("probe") or "no event type to probe with"
     else:
         start = time.monotonic()
