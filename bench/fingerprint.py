@@ -88,11 +88,12 @@ def hash_throughput(dsn: str, table: str, rows: int, p: dict[str, Any], runs: in
             begin(conn, p)
             cur = conn.cursor()
             cur.execute(
-                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind FROM pg_class AS c "
+                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
+                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
                 "WHERE c.oid = to_regclass(%s)",
                 (table,),
             )
-            oid, name, kind = cur.fetchone()
+            oid, name, kind, nsp, rel = cur.fetchone()
             timer = fp.Timer()
             start = time.monotonic()
             fp.hash_target(
@@ -100,7 +101,7 @@ def hash_throughput(dsn: str, table: str, rows: int, p: dict[str, Any], runs: in
                 timer,
                 table,
                 {"relation": table, "hash": True},
-                {"oid": oid, "name": name, "kind": kind},
+                {"oid": oid, "name": name, "kind": kind, "ident": [nsp, rel]},
                 p,
                 rows,
             )

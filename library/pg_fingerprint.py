@@ -282,40 +282,14 @@ from typing import Any  # noqa: E402 - Ansible modules open with their documenta
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402 - Ansible modules open with their documentation
 
 try:
-    from ansible.module_utils.gate0_pg import (
-        HAS_PSYCOPG2,
-        PSYCOPG2_IMPORT_ERROR,
-        GateError,
-        begin,
-        check_timeouts,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback_quietly,
-        server_identity,
-        split_relation,
-        xid_assigned,
-    )
-    from ansible.module_utils.gate0_readonly import read_only_proof
-except ImportError:  # pragma: no cover - unit tests import from the repository
-    from module_utils.gate0_pg import (  # type: ignore[no-redef]
-        HAS_PSYCOPG2,
-        PSYCOPG2_IMPORT_ERROR,
-        GateError,
-        begin,
-        check_timeouts,
-        connect,
-        elapsed_ms,
-        one_line,
-        pg_argument_spec,
-        rollback_quietly,
-        server_identity,
-        split_relation,
-        xid_assigned,
-    )
-    from module_utils.gate0_readonly import read_only_proof  # type: ignore[no-redef]
+    from ansible.module_utils import gate0_pg as pg
+    from ansible.module_utils import gate0_readonly
+except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
+    from module_utils import gate0_pg as pg  # type: ignore[no-redef]
+    from module_utils import gate0_readonly  # type: ignore[no-redef]
 
+GateError = pg.GateError
+HAS_PSYCOPG2 = pg.HAS_PSYCOPG2
 if HAS_PSYCOPG2:
     import psycopg2
     from psycopg2 import sql
@@ -356,7 +330,7 @@ class Timer:
         start = time.monotonic()
         cur.execute(query, params)
         rows = cur.fetchall()
-        ms = elapsed_ms(start)
+        ms = pg.elapsed_ms(start)
         self.statements += 1
         if ms >= self.longest_ms:
             self.longest_ms, self.longest = ms, what
@@ -381,7 +355,7 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"allowlist: the clone {clone!r} is in allowed_databases {allowed}; refusing to connect",
         )
     try:
-        check_timeouts(params)
+        pg.check_timeouts(params)
     except GateError as exc:
         raise Stage("options", str(exc)) from None
     targets = params["targets"] or {}
@@ -399,7 +373,7 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise Stage("options", f"checking options: target {name!r}: where/hash need a relation")
         if spec.get("relation"):
             try:
-                split_relation(spec["relation"])
+                pg.split_relation(spec["relation"])
             except GateError as exc:
                 raise Stage("options", f"{exc} (target {name!r})") from None
     return targets
@@ -412,9 +386,10 @@ def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str,
     for name, spec in targets.items():
         rels = [spec["relation"]] if spec.get("relation") else list(spec.get("tables") or [])
         for rel in rels:
-            quoted = sql.Identifier(*split_relation(rel)).as_string(cur)
+            quoted = sql.Identifier(*pg.split_relation(rel)).as_string(cur)
             cur.execute(
-                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind FROM pg_class AS c "
+                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
+                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
                 "WHERE c.oid = to_regclass(%s)",
                 (quoted,),
             )
@@ -422,7 +397,7 @@ def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str,
             if row is None:
                 missing.append(f"{name} ({rel})")
                 continue
-            entry = {"oid": row[0], "name": row[1], "kind": row[2]}
+            entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
             if spec.get("relation"):
                 out[name] = entry
             else:
@@ -466,9 +441,9 @@ def primary_key(cur: Any, oid: int) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _rel_sql(rel_name: str) -> Any:
-    # rel_name comes from oid::regclass::text, already quoted by the server where needed.
-    return sql.SQL(rel_name)
+def _rel_sql(rel: dict[str, Any]) -> Any:
+    """The resolved relation, schema-qualified and quoted (the name was resolved once, by oid)."""
+    return sql.Identifier(*rel["ident"])
 
 
 def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: dict[str, Any] | None) -> int:
@@ -482,7 +457,7 @@ def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: d
             raise GateError(
                 f"counting target {name!r}: its sql returned {rows[0][0]!r}, not a number"
             ) from None
-    query = sql.SQL("SELECT count(*) FROM {} AS t").format(_rel_sql(rel["name"]))
+    query = sql.SQL("SELECT count(*) FROM {} AS t").format(_rel_sql(rel))
     if spec.get("where"):
         query = sql.SQL("{} WHERE ({})").format(query, sql.SQL(spec["where"]))
     return int(timer.run(cur, f"count {name}", query)[0][0])
@@ -521,7 +496,7 @@ def hash_target(
     fmt = {
         "last_key": last_key,
         "cols": cols,
-        "rel": _rel_sql(rel["name"]),
+        "rel": _rel_sql(rel),
         "where": where,
         "ph": placeholders,
     }
@@ -542,7 +517,7 @@ def hash_target(
         if int(n) < chunk:
             break
         last = list(last_key)
-        ms = elapsed_ms(start)
+        ms = pg.elapsed_ms(start)
         if ms > budget_ms and chunk > HASH_MIN_ROWS:
             chunk = max(HASH_MIN_ROWS, chunk // 2)
         elif ms < budget_ms / 4:
@@ -573,7 +548,7 @@ def fingerprint_targets(
             if spec.get("hash"):
                 hashes[name] = hash_target(cur, timer, name, spec, rel, params, counts[name])
         except psycopg2.Error as exc:
-            raise Stage("targets", f"fingerprinting {what}: {one_line(exc)}") from None
+            raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
         except GateError as exc:
             raise Stage("targets", str(exc)) from None
         if rel is None:
@@ -652,7 +627,7 @@ def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
     host = probe.get("login_unix_socket") or probe.get("login_host") or "localhost"
     server = f"{host}:{probe['login_port']}"
     try:
-        conn = connect(probe)
+        conn = pg.connect(probe)
     except GateError as exc:
         reason = re.sub(
             r"^connecting to \S+: (connection to server at .*? failed: )?(FATAL:\s+)?", "", str(exc)
@@ -694,7 +669,7 @@ def in_transaction(
 ) -> None:
     """Everything inside the one READ ONLY transaction; raises Stage on the first failure."""
     try:
-        settings = begin(conn, params, read_only=True, isolation="REPEATABLE READ")
+        settings = pg.begin(conn, params, read_only=True, isolation="REPEATABLE READ")
     except GateError as exc:
         raise Stage("session", str(exc)) from None
     result["session"] = {"settings": settings}
@@ -716,14 +691,16 @@ def in_transaction(
             )
         result["allowlist"]["ok"] = True
         result["database"] = database
-        result["identity"] = server_identity(cur)
+        result["identity"] = pg.server_identity(cur)
         stage = "proof"
         start = time.monotonic()
-        result["read_only_proof"] = read_only_proof(cur, int(result["identity"]["version_num"]))
+        result["read_only_proof"] = gate0_readonly.read_only_proof(
+            cur, int(result["identity"]["version_num"])
+        )
         result["idle_in_transaction"] = idle_sessions(cur)
         if params.get("clone_database"):
             result["clone_unreachable"] = clone_privilege(cur, params["clone_database"])
-        timings["proof_ms"] = elapsed_ms(start)
+        timings["proof_ms"] = pg.elapsed_ms(start)
         stage = "targets"
         start = time.monotonic()
         cur.execute("SAVEPOINT gate0_targets")
@@ -732,11 +709,11 @@ def in_transaction(
         except Stage:
             cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
             raise
-        timings["targets_ms"] = elapsed_ms(start)
+        timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"
         result["counters"], result["stats_reset"] = read_counters(cur, result.pop("_table_oids"))
     except psycopg2.Error as exc:
-        raise Stage(stage, f"{stage}: {one_line(exc)}") from None
+        raise Stage(stage, f"{stage}: {pg.one_line(exc)}") from None
     finally:
         prove_and_roll_back(cur, result)
 
@@ -745,10 +722,10 @@ def prove_and_roll_back(cur: Any, result: dict[str, Any]) -> None:
     """Prove the transaction wrote nothing (no xid assigned), then ROLLBACK. Records what it could."""
     session = result.setdefault("session", {})
     try:
-        xid = xid_assigned(cur)
+        xid = pg.xid_assigned(cur)
         session.update(xid_assigned=xid, wrote_nothing=xid is None)
     except psycopg2.Error as exc:
-        session.update(xid_assigned=None, wrote_nothing=False, proof_error=one_line(exc))
+        session.update(xid_assigned=None, wrote_nothing=False, proof_error=pg.one_line(exc))
     try:
         cur.execute("ROLLBACK")
         session["rolled_back"] = True
@@ -770,16 +747,16 @@ def in_one_transaction(
     clone before failing); connection failures are raised at once.
     """
     try:
-        conn = connect(params)
+        conn = pg.connect(params)
     except GateError as exc:
         raise Stage("connect", str(exc)) from None
-    timings["connect_ms"] = elapsed_ms(start)
+    timings["connect_ms"] = pg.elapsed_ms(start)
     try:
         in_transaction(conn, params, targets, result, timings, timer)
     except Stage as exc:
         return exc
     finally:
-        rollback_quietly(conn)
+        pg.rollback_quietly(conn)
     return None
 
 
@@ -802,7 +779,7 @@ def run(params: dict[str, Any], result: dict[str, Any]) -> None:
             # After our transaction ended, whatever happened in it: the clone must refuse us.
             probe_start = time.monotonic()
             result["clone_unreachable"]["attempt"] = clone_attempt(params)
-            timings["clone_probe_ms"] = elapsed_ms(probe_start)
+            timings["clone_probe_ms"] = pg.elapsed_ms(probe_start)
         if pending is not None:
             raise pending
         if not result["session"].get("wrote_nothing"):
@@ -819,12 +796,12 @@ def run(params: dict[str, Any], result: dict[str, Any]) -> None:
             longest_statement_ms=timer.longest_ms,
             longest_statement=timer.longest,
         )
-        result["duration_ms"] = elapsed_ms(start)
+        result["duration_ms"] = pg.elapsed_ms(start)
         result.pop("_table_oids", None)
 
 
 def main() -> None:
-    argument_spec = pg_argument_spec()
+    argument_spec = pg.pg_argument_spec()
     argument_spec.update(
         allowed_databases={"type": "list", "elements": "str", "required": True},
         clone_database={"type": "str"},
@@ -837,7 +814,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(
-            msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR, failed_stage="options"
+            msg=missing_required_lib("psycopg2"), exception=pg.PSYCOPG2_IMPORT_ERROR, failed_stage="options"
         )
     result: dict[str, Any] = {"changed": False}
     try:
@@ -848,7 +825,7 @@ def main() -> None:
         module.fail_json(msg=f"pg_fingerprint: {exc}", failed_stage="unknown", **result)
     except Exception as exc:  # one line, never a traceback; the transaction was rolled back
         module.fail_json(
-            msg=f"pg_fingerprint: unexpected {type(exc).__name__}: {one_line(exc)}",
+            msg=f"pg_fingerprint: unexpected {type(exc).__name__}: {pg.one_line(exc)}",
             failed_stage="unknown",
             **result,
         )

@@ -91,7 +91,8 @@ def _finding(
 
 
 def _rows(cur: Any, query: str, params: dict[str, Any]) -> list[tuple]:
-    cur.execute(query, params)
+    """Run `query` with the CTE `roles` (the role and every role it belongs to) in front of it."""
+    cur.execute(_ROLES_CTE + query, params)
     return cur.fetchall()
 
 
@@ -129,8 +130,7 @@ def _table_privileges(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
     privs = [k for k, v in TABLE_WRITE_PRIVILEGES.items() if version >= v]
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT c.oid::regclass::text, string_agg(DISTINCT pr.priv, '/'), string_agg(DISTINCT r.rolname, '/')
         FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND has_table_privilege(r.oid, c.oid, pr.priv)
@@ -144,8 +144,7 @@ def _table_privileges(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
 def _column_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT c.oid::regclass::text || '.' || quote_ident(a.attname), pr.priv, r.rolname
         FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
         CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
@@ -160,8 +159,7 @@ def _column_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
 def _ownership(cur: Any, p: dict[str, Any]) -> list[Item]:
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT kind, name, r.rolname FROM (
             SELECT 'database' AS kind, quote_ident(datname) AS name, datdba AS owner
             FROM pg_database WHERE datname = current_database()
@@ -179,8 +177,7 @@ def _ownership(cur: Any, p: dict[str, Any]) -> list[Item]:
 def _create_privileges(cur: Any, p: dict[str, Any]) -> tuple[list[Item], list[str]]:
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT 'database ' || quote_ident(current_database()), r.rolname, 'CREATE' FROM roles AS r
         WHERE has_database_privilege(r.oid, current_database(), 'CREATE')
         UNION ALL
@@ -200,8 +197,7 @@ def _create_privileges(cur: Any, p: dict[str, Any]) -> tuple[list[Item], list[st
 def _sequence_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT c.oid::regclass::text, string_agg(DISTINCT pr.priv, '/'), string_agg(DISTINCT r.rolname, '/')
         FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
         WHERE c.relkind = 'S' AND has_sequence_privilege(r.oid, c.oid, pr.priv)
@@ -220,8 +216,7 @@ def _security_definer(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
     ]
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT f.oid::regprocedure::text, pg_get_userbyid(f.proowner), string_agg(DISTINCT r.rolname, '/')
         FROM pg_proc AS f CROSS JOIN roles AS r
         WHERE f.prosecdef AND has_function_privilege(r.oid, f.oid, 'EXECUTE')
@@ -246,8 +241,7 @@ def _large_objects(cur: Any, p: dict[str, Any], version: int) -> tuple[dict[str,
     compat = cur.fetchone()[0] == "on"
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT l.oid::text, COALESCE(r.rolname, 'PUBLIC')
         FROM pg_largeobject_metadata AS l CROSS JOIN LATERAL aclexplode(l.lomacl) AS a
         LEFT JOIN roles AS r ON r.oid = a.grantee
@@ -278,8 +272,7 @@ def _session_extensions(cur: Any, p: dict[str, Any]) -> list[Item]:
     for ext, functions in SESSION_EXTENSION_FUNCTIONS.items():
         rows = _rows(
             cur,
-            _ROLES_CTE
-            + """
+            """
             SELECT f.oid::regprocedure::text, string_agg(DISTINCT r.rolname, '/')
             FROM pg_extension AS e JOIN pg_depend AS d
               ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
@@ -295,30 +288,10 @@ def _session_extensions(cur: Any, p: dict[str, Any]) -> list[Item]:
 
 
 def _user_mappings(cur: Any, p: dict[str, Any]) -> list[Item]:
+    """Foreign-server user mappings for the role, its roles or PUBLIC (pg_user_mappings: readable by all)."""
     rows = _rows(
         cur,
-        _ROLES_CTE
-        + """
-        SELECT s.srvname, w.fdwname, COALESCE(r.rolname, 'PUBLIC')
-        FROM pg_user_mapping AS m JOIN pg_foreign_server AS s ON s.oid = m.umserver
-        JOIN pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw
-        LEFT JOIN roles AS r ON r.oid = m.umuser
-        WHERE m.umuser = 0 OR r.oid IS NOT NULL
-        ORDER BY 1, 3""",
-        p,
-    )
-    return [(f"server {srv} ({fdw}) mapped for {who}", who) for srv, fdw, who in rows]
-
-
-def _user_mappings_safe(cur: Any, p: dict[str, Any]) -> list[Item]:
-    """pg_user_mapping is superuser-only; fall back to the public view pg_user_mappings."""
-    cur.execute("SELECT has_table_privilege('pg_catalog.pg_user_mapping', 'SELECT')")
-    if cur.fetchone()[0]:
-        return _user_mappings(cur, p)
-    rows = _rows(
-        cur,
-        _ROLES_CTE
-        + """
+        """
         SELECT m.srvname, w.fdwname, COALESCE(r.rolname, 'PUBLIC')
         FROM pg_user_mappings AS m JOIN pg_foreign_server AS s ON s.oid = m.srvid
         JOIN pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw
@@ -360,7 +333,7 @@ def read_only_proof(cur: Any, version: int) -> dict[str, Any]:
     secdef = _security_definer(cur, p, version)
     lobj, lo_items = _large_objects(cur, p, version)
     sessions = _session_extensions(cur, p)
-    mappings = _user_mappings_safe(cur, p)
+    mappings = _user_mappings(cur, p)
     writers = _writer_roles(
         closure, table + column + owned + create + seqs + secdef + lo_items + sessions + mappings, version
     )

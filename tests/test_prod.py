@@ -376,7 +376,7 @@ def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
     assert "prod.allowlist: allowlist:" in out
 
 
-def test_gate_rls_and_lock_fail_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
+def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
     assert only_failed(checks) == ["prod.baseline"]
@@ -385,6 +385,23 @@ def test_gate_rls_and_lock_fail_the_counts_not_the_proof(fresh_lab: Lab, tmp_pat
         in checks["prod.baseline"]["message"]
     )
     assert "row-level security" in checks["prod.baseline"]["message"]
+
+
+def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path: Path) -> None:
+    # In check mode too: the module only reads, the gate runs the same.
+    with session(lab, PROD_DB, "LOCK TABLE dot_tools IN ACCESS EXCLUSIVE MODE") as holder:
+        start = time.monotonic()
+        checks, _out = gate(tmp_path, "--check", "-e", json.dumps({"gate0_lock_timeout": 500}))
+        took = time.monotonic() - start
+        pid = holder.get_backend_pid()
+    # The lock holder sits idle in its transaction: that check names it too.
+    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction"]
+    assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
+    assert checks["prod.baseline"]["message"] == (
+        "counts not taken: pg_fingerprint: fingerprinting target 'dot_tools' (dot_tools): "
+        "canceling statement due to lock timeout"
+    )
+    assert took < 60  # bounded by the lock timeout, not by the lock holder
 
 
 def test_gate_cannot_connect(lab: Lab, tmp_path: Path) -> None:
@@ -440,3 +457,72 @@ def test_exit_requires_the_entry_fact(lab: Lab, tmp_path: Path) -> None:
     finally:
         for p, data in saved.items():
             p.write_bytes(data)
+
+
+# --- the exit comparison, pure ------------------------------------------------------------------
+
+
+def _summary(**over: object) -> dict:
+    base = {
+        "database": PROD_DB,
+        "digest": "d1",
+        "counts": {"a": 1, "live": 5},
+        "hashes": {"a": "1:00"},
+        "counters": {"t": {"relfilenode": 10, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}},
+        "target_tables": {"a": ["t"], "live": ["l"]},
+        "volatile": ["live"],
+        "stats_reset": None,
+        "server": {"database_oid": 1, "system_identifier": "s"},
+    }
+    base.update(over)
+    return base
+
+
+def _result(**over: object) -> dict:
+    s = _summary(**over)
+    return {**s, "identity": s["server"]}
+
+
+@pytest.mark.parametrize(
+    ("exit_over", "status", "text"),
+    [
+        ({}, "unchanged", "production unchanged: digest d1 equal"),
+        ({"counts": {"a": 1, "live": 9}}, "unchanged", "(1 targets)"),  # volatile: reported, not proven
+        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed", "a: content changed (hash 1:00 -> 1:ff)"),
+        ({"digest": "d2", "counts": {"a": 2, "live": 5}}, "changed", "a: count 1 -> 2"),
+        (
+            {"counters": {"t": {"relfilenode": 11, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}}},
+            "changed",
+            "a (t): rewritten or truncated (relfilenode 10 -> 11)",
+        ),
+        (
+            {"counters": {"t": {"relfilenode": 10, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 1}}},
+            "changed",
+            "a (t): n_tup_del 0 -> 1",
+        ),
+        (
+            {"counters": {"t": {"relfilenode": 10, "n_tup_ins": 0, "n_tup_upd": 0, "n_tup_del": 0}}},
+            "cannot_prove",
+            "a (t): n_tup_ins went down 1 -> 0 (statistics reset)",
+        ),
+        (
+            {"server": {"database_oid": 2, "system_identifier": "s"}},
+            "cannot_prove",
+            "another database named directus (database_oid 1 -> 2)",
+        ),
+        (
+            {"failed_stage": "connect", "msg": "pg_fingerprint: connecting to x: refused"},
+            "cannot_prove",
+            "exit fingerprint failed: pg_fingerprint: connecting to x: refused",
+        ),
+    ],
+)
+def test_exit_comparison(exit_over: dict, status: str, text: str) -> None:
+    verdict = prod_checks.gate0_prod_exit(_summary(), _result(**exit_over))
+    assert verdict["status"] == status and verdict["unchanged"] is (status == "unchanged")
+    assert text in verdict["message"], verdict["message"]
+
+
+def test_exit_without_entry_digest_cannot_prove() -> None:
+    verdict = prod_checks.gate0_prod_exit(_summary(digest=None), _result())
+    assert verdict["status"] == "cannot_prove" and "has no digest" in verdict["message"]

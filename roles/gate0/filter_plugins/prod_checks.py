@@ -12,6 +12,8 @@ from typing import Any
 
 GATE = "prod"
 COUNTER_KEYS = ("n_tup_ins", "n_tup_upd", "n_tup_del")
+# Which database answered: entry and exit must be the same one (not a same-named copy elsewhere).
+SERVER_KEYS = ("database_oid", "system_identifier")
 DETAIL_LIMIT = 6
 
 
@@ -258,6 +260,7 @@ def gate0_prod_summary(result: dict[str, Any], database: str) -> dict[str, Any]:
         "volatile": result.get("volatile") or [],
         "stats_reset": result.get("stats_reset"),
         "taken_at": result.get("taken_at"),
+        "server": {k: (result.get("identity") or {}).get(k) for k in SERVER_KEYS},
     }
 
 
@@ -333,6 +336,18 @@ def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, 
         out["message"] = (
             f"production unchanged: cannot prove: entry fingerprint of {entry.get('database')}, "
             f"exit of {exit_summary['database']}"
+        )
+        return out
+    before, after = entry.get("server") or {}, exit_summary["server"]
+    moved = [
+        f"{k} {before[k]} -> {after[k]}"
+        for k in SERVER_KEYS
+        if before.get(k) is not None and after.get(k) is not None and before[k] != after[k]
+    ]
+    if moved:
+        out["message"] = (
+            "production unchanged: cannot prove: the exit fingerprint is of another database "
+            f"named {entry.get('database')} ({', '.join(moved)})"
         )
         return out
     changed, unprovable = [], []
