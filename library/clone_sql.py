@@ -190,11 +190,11 @@ elapsed_ms:
   sample: 12
 """
 
-import datetime  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import datetime
+import time
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from ansible.module_utils.gate0_pg import (

@@ -68,7 +68,7 @@ def test_refresh_refuses_a_production_target_before_connecting(lab: Lab, tmp_pat
     r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={PROD_DB}",
                      "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
-    assert "gate0 vars: gate0_clone_database must start with gate0_clone_name_prefix" in r.stdout
+    assert "gate0 vars: gate0_production_allowed_databases must not include the clone 'directus'" in r.stdout
     assert "TASK [gate0 : prod |" not in r.stdout and "Create the new clone" not in r.stdout
     assert db_oid(lab, PROD_DB) == before
 
@@ -81,3 +81,33 @@ def test_refresh_refuses_after_a_failed_upstream_gate(lab: Lab, new_clone: str, 
     assert r.returncode != 0
     assert "gate0 refresh: the upstream gate0 did not pass for lab (run upstream)" in r.stdout
     assert db_oid(lab, new_clone) is None
+
+
+def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
+        lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    prod_oid = db_oid(lab, PROD_DB)
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                     "-e", f"gate0_report_dir={tmp_path}", timeout=400)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "gate0 exit PASS: production unchanged" in r.stdout
+    # The copy: production's data, isolated.
+    for table in ("system_issues", "dot_tools", "governance_object_inventory"):
+        q = f"SELECT count(*) FROM {table}"
+        assert lab.scalar(new_clone, q) == lab.scalar(PROD_DB, q), table
+    assert lab.scalar(new_clone, "SELECT count(*) FROM event_type_registry WHERE active") == 0
+    assert lab.scalar(new_clone, "SELECT count(*) FROM directus_flows WHERE status <> 'inactive'") == 0
+    acl = lab.scalar("postgres", "SELECT datacl::text FROM pg_database WHERE datname = %s", (new_clone,))
+    assert acl == "{workflow_admin=CTc/workflow_admin}"
+    assert db_oid(lab, PROD_DB) == prod_oid
+    # Two gate0 runs: before the copy (prod and disk; the clone gate skipped), then every gate.
+    runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("gate0-*.json"))]
+    assert [r_["verdict"] for r_ in runs] == ["PASS", "PASS"]
+    first, last = runs
+    assert {c["status"] for c in first["checks"] if c["gate"] == "clone"} == {"skipped"}
+    assert [c["id"] for c in last["checks"] if c["status"] != "pass"] == []
+    assert last["clone"]["database"] == new_clone
+    # A mutation on the new clone, in a later run: gate0 comes from the fact cache, for this clone.
+    apply = run_playbook("playbooks/clone_apply.yml", "-e", f"gate0_clone_database={new_clone}",
+                         "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
+    assert apply.returncode == 0, apply.stdout[-3000:]
+    assert "1 statement(s), rolled back" in " ".join(apply.stdout.split())

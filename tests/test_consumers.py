@@ -129,7 +129,7 @@ def _require(tmp_path: Path, gate0: dict[str, Any], *extra: str) -> subprocess.C
 def test_require_accepts_a_fresh_pass_for_this_clone(fresh_lab: Lab, tmp_path: Path) -> None:
     r = _require(tmp_path, gate0_record(fresh_lab))
     assert r.returncode == 0, r.stdout
-    assert "1 statement(s), committed" in r.stdout
+    assert "1 statement(s), committed" in " ".join(r.stdout.split())
     assert fresh_lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor WHERE cursor_name = "
                                       "'require-test'") == 1
 

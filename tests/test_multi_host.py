@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Lab, run_playbook
+from conftest import REPO, Lab, run_playbook
 from psycopg2 import sql
 
 SECOND_CLONE = "directus_gov_test_20260603"
+SECOND_PROD = "directus_b"
 
 
 def _su(lab: Lab, *stmts: sql.Composable) -> None:
@@ -24,16 +25,22 @@ def _su(lab: Lab, *stmts: sql.Composable) -> None:
 
 @pytest.fixture
 def second_clone(fresh_lab: Lab) -> Iterator[str]:
-    """lab_b's clone, from the lab's clone template with the seed's database ACLs; dropped after."""
-    db = sql.Identifier(SECOND_CLONE)
+    """lab_b's production and clone, from the lab's templates with the seed's ACLs; dropped after."""
+    db, prod = sql.Identifier(SECOND_CLONE), sql.Identifier(SECOND_PROD)
     _su(fresh_lab,
         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db),
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(prod),
+        sql.SQL("CREATE DATABASE {} TEMPLATE gate0_lab_tpl_prod OWNER directus STRATEGY file_copy")
+        .format(prod),
+        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(prod),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO directus, context_pack_readonly").format(prod),
         sql.SQL("CREATE DATABASE {} TEMPLATE gate0_lab_tpl_clone OWNER workflow_admin STRATEGY file_copy")
         .format(db),
         sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db),
         sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO workflow_admin").format(db))
     yield SECOND_CLONE
-    _su(fresh_lab, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+    _su(fresh_lab, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db),
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(prod))
 
 
 def reports(report_dir: Path) -> dict[str, dict]:
@@ -57,6 +64,7 @@ def test_two_hosts_each_pass_on_their_own_clone(second_clone: str, tmp_path: Pat
     assert [reps[h]["verdict"] for h in ("lab_a", "lab_b")] == ["PASS", "PASS"]
     assert reps["lab_b"]["clone"]["database"] == second_clone
     assert reps["lab_a"]["clone"]["database"] == "directus_gov_test_20260602"
+    assert reps["lab_b"]["production"]["database"] == SECOND_PROD
     assert "Every play host has this run's verdict" in r.stdout
 
 
@@ -79,7 +87,8 @@ def test_an_unreachable_host_fails_the_run(second_clone: str, tmp_path: Path) ->
     extra.write_text("gate0_lab:\n  hosts:\n    lab_gone:\n      ansible_connection: ssh\n"
                      "      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
                      "      ansible_ssh_common_args: -o ConnectTimeout=2 -o BatchMode=yes\n"
-                     "      gate0_clone_database: directus_gov_test_20260604\n")
+                     "      gate0_clone_database: directus_gov_test_20260604\n"
+                     f"      __gate0_lab_dir: {REPO / '.lab'}\n")
     r = run_playbook("-i", "inventories/lab2", "-i", str(extra), "-f", "3", "playbooks/gate0.yml",
                      "-e", f"gate0_report_dir={tmp_path / 'r'}", timeout=300)
     assert r.returncode != 0

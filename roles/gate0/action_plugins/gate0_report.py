@@ -62,7 +62,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
         args = self._task.args
-        directory = str(args.get("dir") or "")
+        directory = os.path.normpath(str(args.get("dir") or "")) if args.get("dir") else ""
         basename = str(args.get("basename") or "")
         if not directory or not basename or os.sep in basename:
             return {**result, "failed": True, "changed": False,

@@ -47,38 +47,27 @@ def _range_problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
-def _name_problems(cfg: dict[str, Any]) -> list[str]:
-    """The clone naming rule against the production names (the seed's load-bearing separation)."""
+def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
+    """The production allowlist: a list naming the production database and never the clone.
+
+    The clone naming rule itself (prefix, suffix, production names) is clone_checks.py's
+    gate0_clone_name_problems; validate.yml adds its findings, so the rule lives in one place.
+    """
     out: list[str] = []
     prod = str(cfg.get("gate0_production_database") or "")
     clone = str(cfg.get("gate0_clone_database") or "")
-    prefix = str(cfg.get("gate0_clone_name_prefix") or "")
     allowed = cfg.get("gate0_production_allowed_databases")
     if not isinstance(allowed, list):
-        out.append(f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}")
-        allowed = []
+        return [f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}"]
     allowed = [str(a) for a in allowed]
     if not allowed:
         out.append("gate0_production_allowed_databases must name at least the production database, got []")
     elif prod and prod not in allowed:
         out.append(f"gate0_production_allowed_databases must include gate0_production_database {prod!r}, "
                    f"got {allowed!r}")
-    if not prefix:
-        out.append(f"gate0_clone_name_prefix must not be empty, got {prefix!r}")
-    if not clone:
-        out.append(f"gate0_clone_database must not be empty, got {clone!r}")
-    elif prefix and not clone.startswith(prefix):
-        out.append(f"gate0_clone_database must start with gate0_clone_name_prefix {prefix!r}, got {clone!r}")
-    if clone and clone == prod:
-        out.append(f"gate0_clone_database must differ from gate0_production_database, got {clone!r} for both")
     if clone and clone in allowed:
         out.append(f"gate0_production_allowed_databases must not include the clone {clone!r}, "
                    f"got {allowed!r}")
-    if prefix:
-        hits = sorted({n for n in [prod, *allowed] if n and n.startswith(prefix)})
-        if hits:
-            out.append(f"gate0_clone_name_prefix {prefix!r} must not match a production database name, "
-                       f"got matches {hits!r}")
     return out
 
 
@@ -101,7 +90,7 @@ def writable_dir_problem(path: str) -> str | None:
 
 def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
-    out = _range_problems(cfg) + _name_problems(cfg)
+    out = _range_problems(cfg) + _allowlist_problems(cfg)
     gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
     if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
         out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
