@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import subprocess
 import tempfile
@@ -14,6 +15,11 @@ from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 
 from library import clone_sql
 from module_utils.gate0_pg import server_identity
+
+# gate0 signs its record's receipt (action_plugins/gate0_receipt.py); the lab's secret is in .lab/secrets/.
+_spec = importlib.util.spec_from_file_location("gate0_receipt", REPO / "roles/gate0/action_plugins/gate0_receipt.py")
+receipt = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(receipt)
 
 APPLY = "playbooks/clone_apply.yml"
 STATEMENTS = {"gate0_apply_mode": "commit", "gate0_apply_statements": [
@@ -36,7 +42,7 @@ def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
            "production": {"database": PROD_DB, "digest": None, "counts": {}},
            "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, "checks": []}
     rec.update(over)
-    return rec
+    return receipt.sign(rec, lab.password("gate0_receipt"))
 
 
 def adhoc(lab: Lab, **args: Any) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def test_require_accepts_a_fresh_pass_for_this_clone(fresh_lab: Lab, tmp_path: P
     ({"gates": ["prod", "disk"]}, "gate0 required: gate0 ran without gate(s) clone"),
     ({"checked_at": "2026-01-01T00:00:00Z"}, "verifying gate0: gate0 is "),
     ({"clone": {"database": "directus_gov_test_20990101", "identity": None}},
-     "gate0 was for clone 'directus_gov_test_20990101', not gate0_clone_database"),
+     "replayed to another clone: the receipt is for 'directus_gov_test_20990101'"),
 ])
 def test_require_refuses(lab: Lab, tmp_path: Path, over: dict, needle: str) -> None:
     before = cursor_rows(lab)

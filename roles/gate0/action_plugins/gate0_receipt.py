@@ -85,7 +85,7 @@ def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
 
 def sign(fact: Mapping[str, Any], secret: str) -> dict[str, Any]:
     """The fact with its receipt; `tag` is None without a secret (consumers then fall back)."""
-    body = receipt_body(fact)
+    body = plain(receipt_body(fact))  # a copy: the receipt shares nothing with the fact
     return {**fact, "receipt": {**body, "tag": compute_tag(body, secret) if secret else None}}
 
 
