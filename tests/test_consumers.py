@@ -17,7 +17,8 @@ from library import clone_sql
 from module_utils.gate0_pg import server_identity
 
 # gate0 signs its record's receipt (action_plugins/gate0_receipt.py); the lab's secret is in .lab/secrets/.
-_spec = importlib.util.spec_from_file_location("gate0_receipt", REPO / "roles/gate0/action_plugins/gate0_receipt.py")
+_spec = importlib.util.spec_from_file_location("gate0_receipt",
+                                               REPO / "roles/gate0/action_plugins/gate0_receipt.py")
 receipt = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(receipt)
 

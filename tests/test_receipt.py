@@ -20,12 +20,16 @@ from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
 
 from module_utils.gate0_pg import server_identity
 
-_spec = importlib.util.spec_from_file_location("gate0_receipt", REPO / "roles/gate0/action_plugins/gate0_receipt.py")
-gr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gr)
-_dspec = importlib.util.spec_from_file_location("gate0_decisions", REPO / "roles/gate0/filter_plugins/gate0_decisions.py")
-gd = importlib.util.module_from_spec(_dspec)
-_dspec.loader.exec_module(gd)
+
+def _load(name: str, path: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gr = _load("gate0_receipt", "roles/gate0/action_plugins/gate0_receipt.py")
+gd = _load("gate0_decisions", "roles/gate0/filter_plugins/gate0_decisions.py")
 
 APPLY = "playbooks/clone_apply.yml"
 SECRET = "s" * 32
@@ -64,7 +68,8 @@ def test_sign_then_verify_and_the_tag_is_hmac_sha256() -> None:
     rec = signed["receipt"]
     body = {k: v for k, v in rec.items() if k != "tag"}
     assert rec["tag"] == hmac.new(SECRET.encode(), gr.canonical_json(body), hashlib.sha256).hexdigest()
-    assert rec["alg"] == "HMAC-SHA256" and rec["decisions"] == {"clone_objectives": "GO", "persistent_seed": "NO-GO"}
+    assert rec["alg"] == "HMAC-SHA256"
+    assert rec["decisions"] == {"clone_objectives": "GO", "persistent_seed": "NO-GO"}
     assert gr.verify_problem(signed, SECRET, "lab", CLONE_DB) is None
     # A JSON round trip (AWX artifacts, extra vars) keeps it valid.
     assert gr.verify_problem(json.loads(json.dumps(signed)), SECRET, "lab", CLONE_DB) is None
@@ -92,7 +97,7 @@ def _tampered(value: Any) -> Any:
     return f"{value}x"
 
 
-SIGNED_PATHS = [p for p in _paths({k: v for k, v in gr.sign(fact(), SECRET)["receipt"].items() if k != "tag"})]
+SIGNED_PATHS = _paths({k: v for k, v in gr.sign(fact(), SECRET)["receipt"].items() if k != "tag"})
 
 
 @pytest.mark.parametrize("path", SIGNED_PATHS, ids=[".".join(p) for p in SIGNED_PATHS])
@@ -123,17 +128,20 @@ def test_editing_the_record_outside_its_receipt_fails(path: tuple, value: Any) -
 
 
 def test_forged_unsigned_wrong_secret_replayed() -> None:
-    assert gr.verify_problem(fact(), SECRET, "lab", CLONE_DB).startswith("forged: the gate0 record carries no receipt")
+    assert gr.verify_problem(fact(), SECRET, "lab", CLONE_DB).startswith(
+        "forged: the gate0 record carries no receipt")
     assert gr.verify_problem(gr.sign(fact(), ""), SECRET, "lab", CLONE_DB).startswith(
         "forged: the receipt is not signed")
-    assert gr.verify_problem(gr.sign(fact(), "t" * 32), SECRET, "lab", CLONE_DB).startswith("forged or edited")
+    other_secret = gr.sign(fact(), "t" * 32)
+    assert gr.verify_problem(other_secret, SECRET, "lab", CLONE_DB).startswith("forged or edited")
     forged_tag = gr.sign(fact(), SECRET)
     forged_tag["receipt"]["tag"] = "é" * 64  # not even hex: still a clean refusal
     assert gr.verify_problem(forged_tag, SECRET, "lab", CLONE_DB).startswith("forged or edited")
     assert gr.verify_problem(gr.sign(fact(), SECRET), SECRET, "lab2", CLONE_DB) == (
         "replayed to another host: the receipt is for host 'lab', this is 'lab2'")
     assert gr.verify_problem(gr.sign(fact(), SECRET), SECRET, "lab", "directus_gov_test_20260603") == (
-        f"replayed to another clone: the receipt is for {CLONE_DB!r}, this clone is 'directus_gov_test_20260603'")
+        f"replayed to another clone: the receipt is for {CLONE_DB!r}, "
+        "this clone is 'directus_gov_test_20260603'")
     assert gr.verify_problem(None, SECRET, "lab", CLONE_DB).startswith("no gate0 record for this host")
 
 
@@ -187,7 +195,8 @@ def test_persistent_seed_decision(approved: int | None, required: int, prod_stat
 
 def test_clone_objectives_decision() -> None:
     go = gd.gate0_decisions(_checks(), ALL, {}, SEED)["clone_objectives"]
-    assert go["decision"] == "GO" and go["evidence"][1] == "clone isolation gate PASS: 2 pass, 0 fail, 0 skipped"
+    assert go["decision"] == "GO"
+    assert go["evidence"][1] == "clone isolation gate PASS: 2 pass, 0 fail, 0 skipped"
     nogo = gd.gate0_decisions(_checks(clone_foreign_sessions="fail"), ALL, {}, SEED)["clone_objectives"]
     assert nogo["decision"] == "NO-GO"
     assert "clone.foreign_sessions fail: clone.foreign_sessions says so" in nogo["evidence"]
@@ -289,7 +298,8 @@ def test_an_expired_receipt_is_refused(lab: Lab, tmp_path: Path) -> None:
     refused(apply(tmp_path, lab_signed(lab, checked_at="2026-01-01T00:00:00Z")), "older than max_age 3600 s")
 
 
-def test_a_clone_that_gained_a_foreign_session_is_refused(lab: Lab, gated: dict[str, Any], tmp_path: Path) -> None:
+def test_a_clone_that_gained_a_foreign_session_is_refused(lab: Lab, gated: dict[str, Any],
+                                                         tmp_path: Path) -> None:
     other = lab.connect(CLONE_DB, user="workflow_admin", application_name="late_worker")
     try:
         r = apply(tmp_path, gated["record"])
@@ -324,7 +334,8 @@ def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_pa
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
                                 "WHERE event_type = (SELECT min(event_type) FROM event_type_registry)")
     bad = apply(tmp_path, hand_made, "-e", "gate0_receipt_secret=")
-    refused(bad, "gate0 required: the whole clone gate (re-run: no receipt secret) fails: clone.dispatch_disabled")
+    refused(bad, "gate0 required: the whole clone gate (re-run: no receipt secret) fails: "
+                 "clone.dispatch_disabled")
 
 
 def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, tmp_path: Path) -> None:
@@ -340,4 +351,5 @@ def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, 
     seed = json.loads(out.read_text())["decisions"]["persistent_seed"]
     assert (seed["decision"], seed["approved"]) == ("GO", 1), seed
     md = sorted((REPO / "reports").glob("gate0-lab-*.md"))[-1].read_text()
-    assert "**May proceed — production persistent seed: GO.** 1 of 1 required approvals in os_proposal_approvals" in md
+    assert ("**May proceed — production persistent seed: GO.** 1 of 1 required approvals in "
+            "os_proposal_approvals") in md

@@ -65,13 +65,15 @@ def persistent_seed(checks: list[dict[str, Any]], production: dict[str, Any],
                        f"{target!r}); {required} required")
     if required < 1:
         return {**out, "decision": NO_GO, "evidence": evidence,
-                "reason": f"gate closed: gate0_persistent_seed_approvals_required is {required}, must be at least 1"}
+                "reason": f"gate closed: gate0_persistent_seed_approvals_required is {required}, "
+                          "must be at least 1"}
     if int(approved) < required:
         return {**out, "decision": NO_GO, "evidence": evidence,
                 "reason": f"gate closed: {approved} of {required} required approvals in {relation}"}
     if not prod_ok:
         return {**out, "decision": NO_GO, "evidence": evidence,
-                "reason": f"{approved} of {required} required approvals, but the production gate did not pass"}
+                "reason": f"{approved} of {required} required approvals, "
+                          "but the production gate did not pass"}
     return {**out, "decision": GO, "evidence": evidence,
             "reason": f"{approved} of {required} required approvals in {relation}"}
 

@@ -83,5 +83,5 @@ msg:
   description: With O(mode=verify), one line saying what was verified, or what was refused and why.
   type: str
   returned: mode is verify
-  sample: "gate0 receipt refused: forged: the gate0 record carries no receipt (hand-made, or not written by gate0)"
+  sample: "gate0 receipt refused: forged: the gate0 record carries no receipt (hand-made, ...)"
 """
