@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
-
-from module_utils.gate0_pg import server_identity
+from test_consumers import clone_identity
 
 
 def _load(name: str, path: str) -> Any:
@@ -205,14 +204,6 @@ def test_clone_objectives_decision() -> None:
 
 
 # --- the lab: real gate0 runs and real mutations ---------------------------------------------------
-
-def clone_identity(lab: Lab) -> dict[str, Any]:
-    conn = lab.connect(CLONE_DB, user="workflow_admin")
-    with conn.cursor() as cur:
-        ident = server_identity(cur)
-    conn.close()
-    return ident
-
 
 def lab_signed(lab: Lab, **over: Any) -> dict[str, Any]:
     """A record signed with the lab's secret, as gate0 signs it, for the clone as it is now."""

@@ -14,7 +14,8 @@ from typing import Any
 from ansible.plugins.action import ActionBase
 
 REDACTED = "********"
-DEFAULT_REDACT_VARS = ("gate0_production_login_password", "gate0_clone_login_password")
+DEFAULT_REDACT_VARS = (
+    "gate0_production_login_password", "gate0_clone_login_password", "gate0_receipt_secret")
 
 
 def _secrets(templar: Any, names: list[str]) -> list[str]:

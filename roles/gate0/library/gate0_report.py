@@ -34,7 +34,7 @@ options:
     description: Names of variables whose values must never appear in a report.
     type: list
     elements: str
-    default: [gate0_production_login_password, gate0_clone_login_password]
+    default: [gate0_production_login_password, gate0_clone_login_password, gate0_receipt_secret]
   mode:
     description: File mode of both reports.
     type: str
