@@ -273,13 +273,13 @@ changed:
   sample: false
 """
 
-import hashlib  # noqa: E402 - Ansible modules open with their documentation
-import json  # noqa: E402 - Ansible modules open with their documentation
-import re  # noqa: E402 - Ansible modules open with their documentation
-import time  # noqa: E402 - Ansible modules open with their documentation
-from typing import Any  # noqa: E402 - Ansible modules open with their documentation
+import hashlib
+import json
+import re
+import time
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402 - Ansible modules open with their documentation
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from ansible.module_utils import gate0_pg as pg
