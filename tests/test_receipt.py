@@ -335,7 +335,7 @@ def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, 
     out = tmp_path / "gate0.json"
     baseline = {"own": 0, "gap": 210, "inventory": 35, "containment": 35, "scopes": 6, "ruleset": 0,
                 "scan_run": 0, "cand_state": 0, "cand_object": 0, "cursor": 0, "gov_emit": 0, "ospa": 2,
-                "system_issues": 200480, "dot_tools": 309, "idle_in_txn": 0}
+                "ospa_approved": 1, "system_issues": 200480, "dot_tools": 309, "idle_in_txn": 0}
     r = run_playbook("tests/playbooks/gate0_record.yml", "-e", f"gate0_record_file={out}",
                      "-e", json.dumps({"gate0_production_baseline": baseline}))
     assert r.returncode == 0, r.stdout[-3000:]
