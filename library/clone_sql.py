@@ -83,10 +83,9 @@ EXAMPLES = r"""
 
 - name: Seed ownership on the clone (commits; only with a passed gate0 for this clone)
   clone_sql:
-    login_host: 127.0.0.1
+    login_unix_socket: /var/run/postgresql
     login_user: workflow_admin
-    login_password: "{{ gate0_clone_login_password }}"
-    login_db: directus_gov_test_20260602
+    login_db: "{{ gate0_clone_database }}"
     clone_name_prefix: directus_gov_test_
     mode: commit
     gate0: "{{ gate0 }}"
@@ -197,35 +196,11 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from ansible.module_utils.gate0_pg import (
-        HAS_PSYCOPG2,
-        PSYCOPG2_IMPORT_ERROR,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_guard,
-        connect,
-        elapsed_ms,
-        one_line,
-        rollback_quietly,
-        server_identity,
-        xid_assigned,
-    )
+    from ansible.module_utils import gate0_pg
 except ImportError:  # pragma: no cover - under pytest, from the repository
-    from module_utils.gate0_pg import (  # type: ignore[no-redef]
-        HAS_PSYCOPG2,
-        PSYCOPG2_IMPORT_ERROR,
-        GateError,
-        begin,
-        check_timeouts,
-        clone_guard,
-        connect,
-        elapsed_ms,
-        one_line,
-        rollback_quietly,
-        server_identity,
-        xid_assigned,
-    )
+    from module_utils import gate0_pg  # type: ignore[no-redef]
+
+GateError = gate0_pg.GateError
 
 # Identity keys compared between the gate0 fact and the server now (when both sides know them).
 IDENTITY_KEYS = ("database", "database_oid", "address", "port", "system_identifier")
@@ -302,7 +277,7 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
             cur.execute(query, args)
             rows = cur.fetchmany(max_rows) if cur.description else []
         except Exception as exc:
-            raise GateError(f"running statement {index}: {one_line(exc)}") from None
+            raise GateError(f"running statement {index}: {gate0_pg.one_line(exc)}") from None
         results.append({
             "statement": index,
             "status": cur.statusmessage,
@@ -315,7 +290,7 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
 
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Connect, guard, verify gate0, run, end the transaction. Raises GateError."""
-    check_timeouts(p)
+    gate0_pg.check_timeouts(p)
     check_target(p["login_db"], p["clone_name_prefix"], p["production_databases"] or [])
     if p["mode"] == "commit" and not p.get("gate0"):
         raise GateError("mode commit requires gate0 (the gate0 fact of a passed gate for this clone)")
@@ -324,31 +299,31 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         if why:
             raise GateError(f"verifying gate0: {why}")
     start = time.monotonic()
-    conn = connect(p)
+    conn = gate0_pg.connect(p)
     try:
-        begin(conn, p, read_only=False, isolation="READ COMMITTED")
+        gate0_pg.begin(conn, p, read_only=False, isolation="READ COMMITTED")
         with conn.cursor() as cur:
-            clone_guard(cur, p["login_db"], p["clone_name_prefix"])
+            gate0_pg.clone_guard(cur, p["login_db"], p["clone_name_prefix"])
             try:
-                identity = server_identity(cur)
+                identity = gate0_pg.server_identity(cur)
             except Exception as exc:
-                raise GateError(f"reading the server identity: {one_line(exc)}") from None
+                raise GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
             if p.get("gate0"):
                 problems = identity_problems(p["gate0"], p["login_db"], identity)
                 if problems:
                     raise GateError("verifying gate0 against the clone: " + "; ".join(problems))
             skip = check_mode and p["mode"] == "commit"
             results = [] if skip else run_statements(cur, p["statements"] or [], p["max_rows"])
-            wrote = xid_assigned(cur) is not None
+            wrote = gate0_pg.xid_assigned(cur) is not None
         commit = p["mode"] == "commit" and not check_mode
         try:
             # begin() opened the transaction with an explicit BEGIN (autocommit on): end it the same way.
             with conn.cursor() as cur:
                 cur.execute("COMMIT" if commit else "ROLLBACK")
         except Exception as exc:
-            raise GateError(f"ending the transaction: {one_line(exc)}") from None
+            raise GateError(f"ending the transaction: {gate0_pg.one_line(exc)}") from None
     finally:
-        rollback_quietly(conn)
+        gate0_pg.rollback_quietly(conn)
     return {
         "database": identity["database"],
         "identity": identity,
@@ -357,17 +332,13 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         "wrote": wrote,
         "gate0_verified": bool(p.get("gate0")),
         "results": results,
-        "elapsed_ms": elapsed_ms(start),
+        "elapsed_ms": gate0_pg.elapsed_ms(start),
         "changed": commit and wrote,
     }
 
 
 def argument_spec() -> dict[str, Any]:
-    try:
-        from ansible.module_utils.gate0_pg import pg_argument_spec
-    except ImportError:  # pragma: no cover
-        from module_utils.gate0_pg import pg_argument_spec  # type: ignore[no-redef]
-    spec = pg_argument_spec()
+    spec = gate0_pg.pg_argument_spec()
     spec.update(
         clone_name_prefix={"type": "str", "required": True},
         production_databases={"type": "list", "elements": "str", "default": []},
@@ -382,8 +353,8 @@ def argument_spec() -> dict[str, Any]:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    if not gate0_pg.HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=gate0_pg.PSYCOPG2_IMPORT_ERROR)
     try:
         result = run(module.params, module.check_mode)
     except GateError as exc:
