@@ -82,14 +82,15 @@ def test_one_unsafe_host_fails_the_run_and_each_report_says_its_own(
     assert "gate0 FAIL on lab_b:" in r.stdout
 
 
-def test_an_unreachable_host_fails_the_run(second_clone: str, tmp_path: Path) -> None:
+def test_an_unreachable_host_fails_the_run(lab: Lab, tmp_path: Path) -> None:
     extra = tmp_path / "extra.yml"
     extra.write_text("gate0_lab:\n  hosts:\n    lab_gone:\n      ansible_connection: ssh\n"
                      "      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
                      "      ansible_ssh_common_args: -o ConnectTimeout=2 -o BatchMode=yes\n"
                      "      gate0_clone_database: directus_gov_test_20260604\n"
                      f"      __gate0_lab_dir: {REPO / '.lab'}\n")
-    r = run_playbook("-i", "inventories/lab2", "-i", str(extra), "-f", "3", "playbooks/gate0.yml",
+    r = run_playbook("-i", "inventories/lab2", "-i", str(extra), "-f", "2", "--limit", "lab_a,lab_gone",
+                     "playbooks/gate0.yml",
                      "-e", f"gate0_report_dir={tmp_path / 'r'}", timeout=300)
     assert r.returncode != 0
     assert "lab_gone" in r.stdout and "UNREACHABLE" in r.stdout
