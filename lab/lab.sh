@@ -76,14 +76,15 @@ prepare_dir() {
 
 real_lab() { cd "$LAB" && pwd -P; }
 
-pgctl() { "${AS[@]}" "$PG_BIN/pg_ctl" -D "$LAB/data" "$@"; }
+# What the server user opens goes by the physical path: it may not traverse the checkout to $LAB.
+pgctl() { "${AS[@]}" "$PG_BIN/pg_ctl" -D "$(real_lab)/data" "$@"; }
 
 running() { [ -f "$LAB/data/PG_VERSION" ] && pgctl status >/dev/null 2>&1; }
 
 psql_su() { PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$LAB" -p "$PORT" -U postgres "$@"; }
 
 init_cluster() {
-    "${AS[@]}" "$PG_BIN/initdb" -D "$LAB/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    "${AS[@]}" "$PG_BIN/initdb" -D "$(real_lab)/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
         --no-sync >/dev/null
     cat > "$LAB/data/pg_hba.conf" <<HBA
 # gate0 lab: the superuser over the socket only; every other login with a password.
@@ -111,10 +112,10 @@ start() {
     # A crash leaves postmaster.pid behind; pg_ctl status said no server runs on it.
     rm -f "$LAB/data/postmaster.pid"
     # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options.
-    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$LAB/data/gate0_port.conf'"
+    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$(real_lab)/data/gate0_port.conf'"
     grep -q "include_if_exists = 'gate0_port.conf'" "$LAB/data/postgresql.conf" ||
-        echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$LAB/data/postgresql.conf" >/dev/null
-    if ! pgctl -l "$LAB/postgres.log" -w -t 30 start >/dev/null; then
+        echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$(real_lab)/data/postgresql.conf" >/dev/null
+    if ! pgctl -l "$(real_lab)/postgres.log" -w -t 30 start >/dev/null; then
         tail -n 5 "$LAB/postgres.log" >&2 || true
         die "the lab server did not start on port $PORT (see $LAB/postgres.log)"
     fi

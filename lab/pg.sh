@@ -52,7 +52,9 @@ cache_root() {
         mkdir -p "$real" "$REPO/.cache" && chmod 0755 "$real"
         ln -sfn "$real" "$root"
     fi
-    echo "$root"
+    mkdir -p "$root"
+    # The physical path: the server user may not traverse the checkout to follow the link.
+    (cd "$root" && pwd -P)
 }
 
 wheel_dir() { echo "$(cache_root)/$1"; }
@@ -115,7 +117,6 @@ bin_for() {
     field "$major" 2 >/dev/null
     if b=$(debian_bin "$major"); then echo "$b"; return; fi
     if b=$(installed_bin "$major"); then echo "$b"; return; fi
-    mkdir -p "$(cache_root)"
     (
         exec 9>"$(cache_root)/.lock-$major"
         flock -w 600 9 || die "another install of PostgreSQL $major holds the lock"

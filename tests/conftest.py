@@ -27,6 +27,7 @@ def _resolve_major() -> None:
 
     lab/pg.sh installs the major's binaries when missing and names its lab (GATE0_PG_BIN,
     GATE0_LAB_DIR, GATE0_LAB_PORT); every later lab.sh and ansible-playbook call inherits them.
+    GATE0_LAB_MAJOR records the major asked for (tests/test_versions.py checks the server is it).
     """
     major = os.environ.pop("GATE0_PG", "")
     if not major:
@@ -39,6 +40,7 @@ def _resolve_major() -> None:
     for line in out.stdout.splitlines():
         key, _, value = line.partition("=")
         os.environ[key] = shlex.split(value)[0]
+    os.environ["GATE0_LAB_MAJOR"] = major
 
 
 _resolve_major()
