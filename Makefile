@@ -87,3 +87,6 @@ test-matrix-others: venv pg
 
 bench: venv lab-up
 	$(BIN)/python bench/run.py
+
+bench-fingerprint: venv lab-up
+	$(BIN)/python bench/fingerprint.py
