@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # gate0: the module and playbook tests on several PostgreSQL majors, each against its own lab.
 #
-#   tests/matrix.sh [--skip-default] [MAJOR...]     (default: every major in lab/pg-majors.txt)
+#   tests/matrix.sh [--skip-default] [--focus FILE] [MAJOR...]   (default: every major in
+#                                                                 lab/pg-majors.txt)
 #
 # Majors run one after the other (the machine has 2 cores). The default major (Debian's server) runs
 # the whole suite on the default lab; every other major runs, with GATE0_PG=MAJOR, against its own
 # lab (lab/pg.sh: binaries installed when missing, .cache/lab/pgMAJOR, GATE0_LAB_PORT + offset),
-# which the tests' lab fixture starts and stops. MATRIX_TESTS (pytest arguments) narrows what the
-# other majors run; empty: the whole suite, less the lab test's second lab (its port, the major's
-# port + 1, is the next major's). Each pytest run is bounded by MATRIX_TIMEOUT seconds (default 1800).
+# which the tests' lab fixture starts and stops. --focus FILE (pytest arguments, one a line) narrows
+# what the other majors run; without it: the whole suite. They never run the lab test's second lab
+# (its port, the major's port + 1, is the next major's). Each pytest run is bounded by MATRIX_TIMEOUT
+# seconds (default 1800).
 # Prints one summary line per major and a closing "matrix: N passed, N failed" line; exits non-zero
 # when any major fails. Full pytest output per major: .cache/matrix/pgMAJOR.log.
 set -uo pipefail
@@ -22,8 +24,14 @@ mkdir -p "$LOGS"
 TIMEOUT=${MATRIX_TIMEOUT:-1800}
 SECOND_LAB=tests/test_lab.py::test_second_lab_from_nothing_idempotent_and_down
 
-skip_default=false
-if [ "${1:-}" = --skip-default ]; then skip_default=true; shift; fi
+skip_default=false focus=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --skip-default) skip_default=true; shift ;;
+        --focus) mapfile -t focus < <(grep -v -e '^#' -e '^[[:space:]]*$' "$2") || exit 2; shift 2 ;;
+        *) break ;;
+    esac
+done
 majors=("$@")
 [ ${#majors[@]} -gt 0 ] || mapfile -t majors < <(lab/pg.sh majors)
 default=$(lab/pg.sh default)
@@ -34,7 +42,7 @@ count() { # log kind -> the number pytest's closing line gives for that kind (0 
     echo "${n:-0}"
 }
 
-total_pass=0 total_fail=0 total_skip=0 failed_majors=() t_all=$(date +%s)
+total_pass=0 total_fail=0 total_skip=0 failed_majors=() ran=0 t_all=$(date +%s)
 for m in "${majors[@]}"; do
     log=$LOGS/pg$m.log
     args=()
@@ -43,17 +51,13 @@ for m in "${majors[@]}"; do
         env=(env -u GATE0_PG)
     else
         env=(env GATE0_PG="$m")
-        if [ -n "${MATRIX_TESTS:-}" ]; then
-            read -r -a args <<< "$MATRIX_TESTS"
-        else
-            args=(--deselect "$SECOND_LAB")
-        fi
+        args=(--deselect "$SECOND_LAB" "${focus[@]}")
         # Install (when missing) before the clock starts: the figure is the tests' time.
         lab/pg.sh bin "$m" >/dev/null || { failed_majors+=("$m"); echo "matrix: PostgreSQL $m: no binaries"; continue; }
     fi
     version=$("${env[@]}" bash -c 'eval "$(lab/pg.sh env "${GATE0_PG:-$(lab/pg.sh default)}")"; "$GATE0_PG_BIN/postgres" --version' 2>/dev/null |
               grep -oE '[0-9]+(\.[0-9]+)+' | head -n 1)
-    t0=$(date +%s)
+    t0=$(date +%s) ran=$((ran + 1))
     "${env[@]}" timeout -k 30 "$TIMEOUT" "$PYTEST" -q -p no:cacheprovider "${args[@]}" > "$log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - t0 ))
@@ -71,7 +75,7 @@ for m in "${majors[@]}"; do
     echo "matrix: PostgreSQL $m (${version:-?}): $pass passed, $fail failed, $skip skipped in ${secs}s: $verdict"
 done
 
-echo "matrix: ${#majors[@]} majors in $(( $(date +%s) - t_all ))s; logs in ${LOGS#"$REPO"/}/"
+echo "matrix: $ran majors in $(( $(date +%s) - t_all ))s; logs in ${LOGS#"$REPO"/}/"
 if [ ${#failed_majors[@]} -gt 0 ]; then
     echo "matrix: failed on PostgreSQL ${failed_majors[*]}"
 fi
