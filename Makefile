@@ -10,16 +10,27 @@ VENV_STAMP := $(VENV)/.gate0-$(shell cat requirements.txt requirements-dev.txt 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export GATE0_LAB_PORT ?= 55432
+# PG=MAJOR: the lab targets and pytest act on that major's own lab (lab/pg.sh: binaries, directory,
+# port); unset, they act on the default lab (Debian's server).
+PG ?=
+ifneq ($(strip $(PG)),)
+export GATE0_PG := $(PG)
+endif
+# The majors test-matrix runs (PG=MAJOR narrows it to one), and what each non-default major runs in
+# `make test` (MATRIX_FOCUS= runs the whole suite there too; see README "Supported PostgreSQL versions").
+MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
+MATRIX_FOCUS ?= tests/matrix_focus.txt
 
-.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench
+.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
 	@echo "make test       ruff, ansible-lint and every test (what CI runs)"
-	@echo "make lab-up     start the local lab (127.0.0.1:$(GATE0_LAB_PORT), socket in .lab/)"
+	@echo "make lab-up     start the local lab (127.0.0.1:$(GATE0_LAB_PORT), socket in .lab/); PG=16: that major's lab"
 	@echo "make lab-down   stop the lab"
 	@echo "make lab-reset  put the lab's databases back to the seed state"
 	@echo "make -s lab-dsn print the lab superuser's libpq DSN"
+	@echo "make test-matrix the module and playbook tests on every supported major (lab/pg-majors.txt)"
 	@echo "make bench      print speed figures"
 
 venv: $(VENV_STAMP)
@@ -41,8 +52,8 @@ pg:
 	fi
 
 lab-up: pg
-	@start=$$(date +%s%N); lab/lab.sh up; \
-	echo "gate0: lab up on 127.0.0.1:$(GATE0_LAB_PORT) in $$(( ($$(date +%s%N) - start) / 1000000 )) ms ($$(lab/lab.sh dsn))"
+	@start=$$(date +%s%N); lab/lab.sh up && \
+	echo "gate0: lab up in $$(( ($$(date +%s%N) - start) / 1000000 )) ms ($$(lab/lab.sh dsn))"
 
 lab-down:
 	@lab/lab.sh down && echo "gate0: lab stopped"
@@ -70,7 +81,16 @@ lint: venv
 pytest: venv pg
 	$(BIN)/pytest
 
-test: lint pytest
+test: lint pytest test-matrix-others
+
+# Every supported major, one after the other, each against its own lab (started and stopped by the
+# tests' lab fixture); a summary line per major; fails when any major fails.
+test-matrix: venv pg
+	@tests/matrix.sh $(MATRIX)
+
+# What `make test` adds to the default lab's full run: the other majors, focused (MATRIX_FOCUS).
+test-matrix-others: venv pg
+	@tests/matrix.sh --skip-default $(if $(strip $(MATRIX_FOCUS)),--focus $(MATRIX_FOCUS)) $(MATRIX)
 
 bench: venv lab-up
 	$(BIN)/python bench/run.py

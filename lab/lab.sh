@@ -8,10 +8,19 @@
 #   lab/lab.sh status   exit 0 when the cluster answers
 #
 # Environment: GATE0_LAB_PORT (default 55432), GATE0_PG_BIN (server binaries; default the newest
-# /usr/lib/postgresql/*/bin), GATE0_LAB_DIR (default <repo>/.lab).
+# /usr/lib/postgresql/*/bin), GATE0_LAB_DIR (default <repo>/.lab). GATE0_PG=MAJOR (the Makefile's
+# PG=MAJOR) runs that major's own lab instead: lab/pg.sh gives its binaries (installed on `up` when
+# missing), its directory and its port (GATE0_LAB_PORT + the major's offset).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${GATE0_PG:-}" ]; then
+    [ "${1:-}" = up ] && { GATE0_PG_BIN=$("$REPO/lab/pg.sh" bin "$GATE0_PG") || exit 1; export GATE0_PG_BIN; }
+    pg_env=$("$REPO/lab/pg.sh" env "$GATE0_PG") || exit 1
+    eval "$pg_env"
+    export GATE0_PG_BIN GATE0_LAB_DIR GATE0_LAB_PORT
+    unset GATE0_PG
+fi
 LAB=${GATE0_LAB_DIR:-$REPO/.lab}
 PORT=${GATE0_LAB_PORT:-55432}
 SQL=$REPO/lab/sql
@@ -51,6 +60,7 @@ need_bin() {
 # the lab lives in /var/tmp and .lab is a symlink to it.
 prepare_dir() {
     if [ ! -e "$LAB" ]; then
+        mkdir -p "$(dirname "$LAB")"
         if [ ${#AS[@]} -gt 0 ] && ! "${AS[@]}" test -x "$(dirname "$LAB")"; then
             local real
             real=/var/tmp/gate0-lab-$(printf '%s' "$LAB" | md5sum | cut -c1-12)
@@ -66,14 +76,15 @@ prepare_dir() {
 
 real_lab() { cd "$LAB" && pwd -P; }
 
-pgctl() { "${AS[@]}" "$PG_BIN/pg_ctl" -D "$LAB/data" "$@"; }
+# What the server user opens goes by the physical path: it may not traverse the checkout to $LAB.
+pgctl() { "${AS[@]}" "$PG_BIN/pg_ctl" -D "$(real_lab)/data" "$@"; }
 
 running() { [ -f "$LAB/data/PG_VERSION" ] && pgctl status >/dev/null 2>&1; }
 
 psql_su() { PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$LAB" -p "$PORT" -U postgres "$@"; }
 
 init_cluster() {
-    "${AS[@]}" "$PG_BIN/initdb" -D "$LAB/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    "${AS[@]}" "$PG_BIN/initdb" -D "$(real_lab)/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
         --no-sync >/dev/null
     cat > "$LAB/data/pg_hba.conf" <<HBA
 # gate0 lab: the superuser over the socket only; every other login with a password.
@@ -101,10 +112,10 @@ start() {
     # A crash leaves postmaster.pid behind; pg_ctl status said no server runs on it.
     rm -f "$LAB/data/postmaster.pid"
     # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options.
-    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$LAB/data/gate0_port.conf'"
+    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$(real_lab)/data/gate0_port.conf'"
     grep -q "include_if_exists = 'gate0_port.conf'" "$LAB/data/postgresql.conf" ||
-        echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$LAB/data/postgresql.conf" >/dev/null
-    if ! pgctl -l "$LAB/postgres.log" -w -t 30 start >/dev/null; then
+        echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$(real_lab)/data/postgresql.conf" >/dev/null
+    if ! pgctl -l "$(real_lab)/postgres.log" -w -t 30 start >/dev/null; then
         tail -n 5 "$LAB/postgres.log" >&2 || true
         die "the lab server did not start on port $PORT (see $LAB/postgres.log)"
     fi
@@ -134,10 +145,13 @@ provision() {
             psql_su -d postgres -c "DROP DATABASE IF EXISTS \"$t\" WITH (FORCE)"
         done
         psql_su -d postgres -c "CREATE DATABASE \"$PROD_TPL\" OWNER directus"
-        { echo "SET ROLE directus;"; cat "$SQL/schema.sql" "$SQL/data_common.sql";
+        # Schema public as PostgreSQL 15+ creates it (owned by the database owner, no CREATE for
+        # PUBLIC); on 14 it belongs to the bootstrap superuser and PUBLIC may create in it.
+        { echo "ALTER SCHEMA public OWNER TO pg_database_owner; REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+          echo "SET ROLE directus;"; cat "$SQL/schema.sql" "$SQL/data_common.sql";
           echo "RESET ROLE;"; cat "$SQL/grants_prod.sql"; echo "ANALYZE;"; } |
             psql_su -d "$PROD_TPL" -1 -f -
-        psql_su -d postgres -c "CREATE DATABASE \"$CLONE_TPL\" TEMPLATE \"$PROD_TPL\" OWNER workflow_admin STRATEGY file_copy"
+        psql_su -d postgres -c "CREATE DATABASE \"$CLONE_TPL\" TEMPLATE \"$PROD_TPL\" OWNER workflow_admin $(strategy)"
         { echo "REASSIGN OWNED BY directus TO workflow_admin;"; echo "SET ROLE workflow_admin;";
           cat "$SQL/data_clone.sql"; echo "RESET ROLE; ANALYZE;"; } |
             psql_su -d "$CLONE_TPL" -1 -f -
@@ -152,9 +166,14 @@ provision() {
     write_env
 }
 
+# CREATE DATABASE's copy clause: STRATEGY exists from PostgreSQL 15 (14 always copies files).
+strategy() {
+    [ "$(psql_su -d postgres -tAc "SHOW server_version_num")" -ge 150000 ] && echo "STRATEGY file_copy" || true
+}
+
 reset_dbs() {
     psql_su -d postgres -v prod="$PROD_DB" -v clone="$CLONE_DB" -v prod_tpl="$PROD_TPL" \
-        -v clone_tpl="$CLONE_TPL" -f "$SQL/databases.sql"
+        -v clone_tpl="$CLONE_TPL" -v strategy="$(strategy)" -f "$SQL/databases.sql"
 }
 
 # The app's own database binding (Directus' DB_DATABASE), as an env file.

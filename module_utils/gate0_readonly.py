@@ -25,17 +25,20 @@ PREDEFINED_WRITE_ROLES: dict[str, tuple[int, str]] = {
     "pg_maintain": (170000, "VACUUM/CLUSTER/REFRESH MATERIALIZED VIEW/REINDEX/LOCK on every relation"),
     "pg_signal_autovacuum_worker": (180000, "terminates autovacuum workers"),
 }
-# Predefined roles that only read (fine to hold): listed so a reader sees they were considered.
-PREDEFINED_READ_ROLES: tuple[str, ...] = (
-    "pg_read_all_data",
-    "pg_read_all_settings",
-    "pg_read_all_stats",
-    "pg_stat_scan_tables",
-    "pg_monitor",
-    "pg_read_server_files",
-    "pg_checkpoint",
-    "pg_use_reserved_connections",
-)
+# Predefined roles that only read or act without changing data (fine to hold): name -> first
+# server_version_num that has it. A predefined role (pg_*) in neither table counts as a writer: a new
+# major's role is not trusted until it is classified here (tests/test_versions.py checks both tables
+# against each supported server).
+PREDEFINED_READ_ROLES: dict[str, int] = {
+    "pg_read_all_data": 140000,
+    "pg_read_all_settings": 100000,
+    "pg_read_all_stats": 100000,
+    "pg_stat_scan_tables": 100000,
+    "pg_monitor": 100000,
+    "pg_read_server_files": 110000,
+    "pg_checkpoint": 150000,
+    "pg_use_reserved_connections": 160000,
+}
 # Role attributes that are write paths by themselves: attribute -> pg_roles column.
 ROLE_ATTRIBUTES: dict[str, str] = {
     "superuser": "rolsuper",
@@ -61,6 +64,13 @@ SEQUENCE_WRITE_PRIVILEGES: tuple[str, ...] = ("USAGE", "UPDATE")
 # From this version large-object writes are refused inside READ ONLY transactions (before it,
 # lo_create/lowrite/lo_unlink work in them: privileges are then the only boundary).
 LO_READ_ONLY_ENFORCED_FROM = 160000
+# From this version privileges on configuration parameters exist (GRANT SET / ALTER SYSTEM ON
+# PARAMETER, pg_parameter_acl). ALTER SYSTEM on any parameter rewrites the server's configuration;
+# SET on a parameter of one of these contexts lifts a superuser-only setting for the role's sessions
+# (lo_compat_privileges opens every large object, session_replication_role skips triggers and keys).
+PARAMETER_ACL_FROM = 150000
+# (SET on a user parameter needs no grant; sighup/postmaster ones cannot be SET in a session.)
+PARAMETER_SET_CONTEXTS: tuple[str, ...] = ("superuser", "superuser-backend")
 # Extensions that open their own sessions (possibly as another role, possibly to another server).
 SESSION_EXTENSION_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "dblink": ("dblink_connect", "dblink_connect_u", "dblink_exec", "dblink"),
@@ -303,6 +313,25 @@ def _user_mappings(cur: Any, p: dict[str, Any]) -> list[Item]:
     return [(f"server {srv} ({fdw}) mapped for {who}", who) for srv, fdw, who in rows]
 
 
+def _parameter_privileges(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
+    """ALTER SYSTEM on any parameter, SET on a superuser one (15+; none can exist before)."""
+    if version < PARAMETER_ACL_FROM:
+        return []
+    # A parameter pg_settings does not show (a placeholder, hidden) counts as a superuser one.
+    rows = _rows(
+        cur,
+        """
+        SELECT a.parname, pr.priv, string_agg(DISTINCT r.rolname, '/')
+        FROM pg_parameter_acl AS a CROSS JOIN unnest(ARRAY['ALTER SYSTEM', 'SET']) AS pr(priv)
+        CROSS JOIN roles AS r LEFT JOIN pg_settings AS s ON s.name = a.parname
+        WHERE has_parameter_privilege(r.oid, a.parname, pr.priv)
+          AND (pr.priv = 'ALTER SYSTEM' OR s.context IS NULL OR s.context = ANY(%(contexts)s::text[]))
+        GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 200""",
+        {**p, "contexts": list(PARAMETER_SET_CONTEXTS)},
+    )
+    return [(f"{priv} on parameter {name} (as {who})", who) for name, priv, who in rows]
+
+
 def _writer_roles(closure: list[dict[str, Any]], items: list[Item], version: int) -> list[str]:
     """Roles the login role belongs to that can write: predefined write roles, write attributes,
     or any role some other finding names (their privileges are one SET ROLE away)."""
@@ -316,6 +345,8 @@ def _writer_roles(closure: list[dict[str, Any]], items: list[Item], version: int
         pre = PREDEFINED_WRITE_ROLES.get(r["name"])
         if pre and version >= pre[0]:
             out.append(f"{r['name']} ({pre[1]})")
+        elif r["name"].startswith("pg_") and not pre and r["name"] not in PREDEFINED_READ_ROLES:
+            out.append(f"{r['name']} (a predefined role gate0 has not classified: taken as a writer)")
         elif any(r[a] for a in ROLE_ATTRIBUTES) or r["name"] in named:
             out.append(f"{r['name']} (can write: see the other findings)")
     return out
@@ -334,8 +365,11 @@ def read_only_proof(cur: Any, version: int) -> dict[str, Any]:
     lobj, lo_items = _large_objects(cur, p, version)
     sessions = _session_extensions(cur, p)
     mappings = _user_mappings(cur, p)
+    params = _parameter_privileges(cur, p, version)
     writers = _writer_roles(
-        closure, table + column + owned + create + seqs + secdef + lo_items + sessions + mappings, version
+        closure,
+        table + column + owned + create + seqs + secdef + lo_items + sessions + mappings + params,
+        version,
     )
     member_of = ", ".join(r["name"] for r in closure if not r["self"]) or "none"
     maintain = "/MAINTAIN" if version >= TABLE_WRITE_PRIVILEGES["MAINTAIN"] else ""
@@ -390,6 +424,15 @@ def read_only_proof(cur: Any, version: int) -> dict[str, Any]:
             mappings,
             "no foreign-server user mapping for the role or PUBLIC",
             what="reaches other servers: ",
+        ),
+        _finding(
+            "parameter_privileges",
+            params,
+            "no ALTER SYSTEM and no SET on a superuser parameter granted"
+            if version >= PARAMETER_ACL_FROM
+            else f"parameter privileges do not exist before {PARAMETER_ACL_FROM // 10000}",
+            versions=_versions(PARAMETER_ACL_FROM),
+            what="may change server parameters: ",
         ),
     ]
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,30 @@ CLONE_DB = "directus_gov_test_20260602"
 
 # Modules and module_utils importable by unit tests, as Ansible finds them.
 sys.path.insert(0, str(REPO))
+
+
+def _resolve_major() -> None:
+    """GATE0_PG=MAJOR (make ... PG=MAJOR, the matrix): run against that major's own lab.
+
+    lab/pg.sh installs the major's binaries when missing and names its lab (GATE0_PG_BIN,
+    GATE0_LAB_DIR, GATE0_LAB_PORT); every later lab.sh and ansible-playbook call inherits them.
+    GATE0_LAB_MAJOR records the major asked for (tests/test_versions.py checks the server is it).
+    """
+    major = os.environ.pop("GATE0_PG", "")
+    if not major:
+        return
+    pg_sh = REPO / "lab" / "pg.sh"
+    for cmd in ("bin", "env"):
+        out = subprocess.run([str(pg_sh), cmd, major], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise pytest.UsageError(f"lab/pg.sh {cmd} {major}: {out.stderr.strip()}")
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        os.environ[key] = shlex.split(value)[0]
+    os.environ["GATE0_LAB_MAJOR"] = major
+
+
+_resolve_major()
 
 
 @dataclass
@@ -61,6 +86,11 @@ class Lab:
         subprocess.run([str(LAB_SH), "reset"], check=True, capture_output=True, env=lab_env())
 
 
+def lab_dir() -> Path:
+    """The lab's directory: GATE0_LAB_DIR when set (another major's lab, the matrix), else .lab."""
+    return Path(os.environ.get("GATE0_LAB_DIR") or REPO / ".lab")
+
+
 def lab_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("GATE0_LAB_PORT", "55432")
@@ -79,7 +109,7 @@ def lab() -> Iterator[Lab]:
     up = subprocess.run([str(LAB_SH), "up"], env=env, capture_output=True, text=True)
     if up.returncode != 0:
         pytest.fail(f"lab/lab.sh up failed: {up.stderr.strip()}")
-    lab = Lab(dir=REPO / ".lab", port=int(env["GATE0_LAB_PORT"]))
+    lab = Lab(dir=lab_dir(), port=int(env["GATE0_LAB_PORT"]))
     lab.reset()
     yield lab
     if not was_running:

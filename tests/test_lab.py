@@ -110,7 +110,7 @@ def test_dsn_is_one_keyword_line(lab: Lab) -> None:
     out = subprocess.run(["make", "-s", "lab-dsn"], cwd=REPO, env=lab_env(), capture_output=True,
                          text=True, check=True).stdout
     assert out.count("\n") == 1
-    assert out.strip() == f"host={REPO}/.lab port={lab.port} user=postgres dbname=postgres"
+    assert out.strip() == f"host={lab.dir} port={lab.port} user=postgres dbname=postgres"
     conn = psycopg2.connect(out.strip() + f" dbname={CLONE_DB}")
     conn.close()
 
