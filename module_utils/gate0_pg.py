@@ -252,16 +252,40 @@ def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
         raise GateError(f"guarding the clone transaction: {one_line(exc)}") from None
 
 
+# PostgreSQL keeps the first NAMEDATALEN-1 bytes of an identifier and silently drops the rest.
+MAX_IDENTIFIER_BYTES = 63
+
+
+def check_identifier(name: str) -> str:
+    """Refuse what quoting cannot carry faithfully: empty, NUL (libpq cuts the name there, so a
+    different relation would be read) and names longer than PostgreSQL keeps (truncated silently)."""
+    if not isinstance(name, str) or not name:
+        raise GateError(f"checking options: identifier {name!r} is empty or not a string")
+    if "\x00" in name:
+        raise GateError(f"checking options: identifier {name!r} contains a NUL character")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES:
+        raise GateError(f"checking options: identifier {name!r} is longer than "
+                        f"{MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would truncate it)")
+    return name
+
+
 def ident(*names: str) -> Any:
-    """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t"."""
-    return sql.Identifier(*names)
+    """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t".
+
+    Raises GateError for a part that quoting cannot carry faithfully (see check_identifier).
+    """
+    return sql.Identifier(*(check_identifier(n) for n in names))
 
 
 def split_relation(name: str) -> tuple[str, ...]:
     """'schema.table' -> ('schema', 'table'); 'table' -> ('table',). Refuses anything else."""
+    if not isinstance(name, str):
+        raise GateError(f"checking options: relation name {name!r} is not a string")
     parts = name.split(".")
     if not 1 <= len(parts) <= 2 or not all(parts):
         raise GateError(f"checking options: relation name {name!r} is not 'table' or 'schema.table'")
+    for part in parts:
+        check_identifier(part)
     return tuple(parts)
 
 
