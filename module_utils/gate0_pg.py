@@ -82,7 +82,8 @@ def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return exc.__class__.__name__
-    first = re.sub(r"^(FATAL|ERROR|WARNING):\s+", "", lines[0])
+    # libpq nests the server's message: 'connection to server ... failed: FATAL:  password ...'.
+    first = re.sub(r"(^|: )(FATAL|ERROR|WARNING):\s+", r"\1", lines[0])
     for extra in lines[1:]:
         if extra.startswith("DETAIL:"):
             first += f" ({extra[len('DETAIL:'):].strip()})"
