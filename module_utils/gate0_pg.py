@@ -278,6 +278,25 @@ def ident(*names: str) -> Any:
     return sql.Identifier(*(check_identifier(n) for n in names))
 
 
+# What may not appear in SQL text taken from vars (a target's `where` or `sql`): a statement
+# separator (the simple query protocol would run a second statement, e.g. COMMIT; then a write outside
+# our READ ONLY transaction), comment markers (they would cut off the rest of the statement gate0 wraps
+# around the text: its LIMIT, its closing parenthesis) and NUL (libpq would cut the text there).
+SQL_TEXT_REFUSED = {";": "a semicolon", "--": "a comment marker", "/*": "a comment marker",
+                    "\x00": "a NUL character"}
+
+
+def check_sql_text(what: str, text: Any) -> str:
+    """Refuse SQL text from vars that could be more than one statement or cut gate0's own SQL."""
+    if not isinstance(text, str) or not text.strip():
+        raise GateError(f"checking options: {what} must be non-empty SQL text, got {text!r}")
+    for token, label in SQL_TEXT_REFUSED.items():
+        if token in text:
+            raise GateError(f"checking options: {what} contains {label} ({token!r}), refused: "
+                            f"it must be a single expression or statement, got {text!r}")
+    return text
+
+
 def split_relation(name: str) -> tuple[str, ...]:
     """'schema.table' -> ('schema', 'table'); 'table' -> ('table',). Refuses anything else."""
     if not isinstance(name, str):

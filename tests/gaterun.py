@@ -104,3 +104,23 @@ def assert_clean_fail(run: GateRun, check: str, cause: str, bound: float) -> str
         for rec in run.report["checks"]:
             assert "\n" not in (rec.get("message") or ""), rec
     return next(iter(hits.values()))
+
+
+def run_module(name: str, args: dict) -> dict:
+    """One of library/'s modules, in-process with real arguments (ceph-ansible style): its result."""
+    import contextlib
+    import importlib.util
+    import io
+
+    from ansible.module_utils.testing import patch_module_args
+
+    path = REPO / "library" / f"{name}.py"
+    if not path.is_file():
+        pytest.skip(f"library/{name}.py not merged yet")
+    spec = importlib.util.spec_from_file_location(f"gate0_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(out.getvalue())

@@ -12,10 +12,14 @@ Properties of module_utils/gate0_pg.py's split_relation/ident:
 
 from __future__ import annotations
 
+import json
+import re
+
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import PROD_DB, Lab
+from conftest import PROD_DB, REPO, Lab
+from gaterun import run_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg2 import sql
@@ -67,9 +71,8 @@ def su(lab: Lab):
         cur.execute(sql.SQL("CREATE TABLE {} AS SELECT g AS id FROM generate_series(1, 7) AS g")
                     .format(sql.Identifier(CANARY)))
     yield conn
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(CANARY)))
-    conn.close()
+    conn.close()  # (a lab reset by another fixture may have ended it already)
+    lab.execute(PROD_DB, sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(CANARY)))
 
 
 def _canary_rows(conn) -> int:
@@ -133,3 +136,95 @@ def test_nul_and_overlong_names_are_refused_not_truncated() -> None:
     with pytest.raises(GateError, match="longer than 63 bytes"):
         ident("é" * 32)  # 64 bytes in UTF-8
     assert split_relation("s" * 63 + "." + "t" * 63) == ("s" * 63, "t" * 63)
+
+
+# --- the fingerprint module's targets: relation names, filters, SQL, target names ----------------
+
+@pytest.fixture(scope="module")
+def owned_canary(lab: Lab):
+    """A canary the production login OWNS: if any hostile text ever ran outside the READ ONLY
+    transaction, this role could drop it. Removed (and the lab reset) afterwards."""
+    if not (REPO / "library" / "pg_fingerprint.py").is_file():
+        pytest.skip("library/pg_fingerprint.py not merged yet")
+    lab.execute(PROD_DB, f"DROP TABLE IF EXISTS {CANARY}_owned")
+    lab.execute(PROD_DB, f"CREATE TABLE {CANARY}_owned AS SELECT g AS id FROM generate_series(1, 7) AS g")
+    lab.execute(PROD_DB, f"ALTER TABLE {CANARY}_owned OWNER TO context_pack_readonly")
+    yield f"{CANARY}_owned"
+    lab.reset()
+
+
+def _fp_args(lab: Lab, targets: dict) -> dict:
+    return {"login_host": "127.0.0.1", "login_port": lab.port, "login_user": "context_pack_readonly",
+            "login_password": lab.password("context_pack_readonly"), "login_db": PROD_DB,
+            "allowed_databases": [PROD_DB], "targets": targets, "statement_timeout": 2000,
+            "lock_timeout": 500, "connect_timeout": 3}
+
+
+def _canary_alive(lab: Lab, table: str) -> bool:
+    return lab.scalar(PROD_DB, "SELECT count(*) FROM pg_class WHERE relname = %s", (table,)) == 1 and \
+        lab.scalar(PROD_DB, f"SELECT count(*) FROM {table}") == 7
+
+
+def _one_line(result: dict) -> None:
+    assert "Traceback" not in json.dumps(result)
+    assert "\n" not in result.get("msg", "")
+
+
+INJECTIONS = [
+    "true); COMMIT; DROP TABLE {c}; --",
+    "true) ; DROP TABLE {c}",
+    "true /* ; */ OR (true",
+    "true -- ",
+    "true); COMMIT; BEGIN READ WRITE; DROP TABLE {c}; COMMIT; SELECT (1",
+    "event_type = 'x' \x00; DROP TABLE {c}",
+]
+
+
+@pytest.mark.parametrize("where", INJECTIONS)
+def test_fingerprint_refuses_filters_that_could_be_code(lab: Lab, owned_canary: str, where: str) -> None:
+    result = run_module("pg_fingerprint", _fp_args(lab, {
+        "gov_emit": {"relation": "event_outbox", "where": where.format(c=owned_canary)}}))
+    assert result.get("failed"), result
+    assert "checking options" in result["msg"] and "refused" in result["msg"], result["msg"]
+    _one_line(result)
+    assert _canary_alive(lab, owned_canary)
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT 1; COMMIT; DROP TABLE {c}",
+    "SELECT count(*) FROM dot_tools; DROP TABLE {c}",
+    "SELECT 1 -- and then",
+    "SELECT /* hidden */ 1",
+])
+def test_fingerprint_refuses_sql_targets_with_more_than_one_statement(lab: Lab, owned_canary: str,
+                                                                     text: str) -> None:
+    result = run_module("pg_fingerprint", _fp_args(lab, {"x": {"sql": text.format(c=owned_canary)}}))
+    assert result.get("failed"), result
+    assert "refused" in result["msg"], result["msg"]
+    _one_line(result)
+    assert _canary_alive(lab, owned_canary)
+
+
+def test_fingerprint_quotes_legitimate_filters(lab: Lab) -> None:
+    """Quotes inside a filter are fine: a single expression, run inside the READ ONLY transaction."""
+    result = run_module("pg_fingerprint", _fp_args(lab, {
+        "gov_emit": {"relation": "event_outbox", "where": "event_type LIKE 'governance.%'"},
+        "quoted": {"relation": "dot_tools", "where": "name <> 'O''Brien \"x\"'"}}))
+    assert not result.get("failed"), result.get("msg")
+    assert result["counts"] == {"gov_emit": 0, "quoted": 309}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(relation=names, target=names)
+def test_fingerprint_hostile_relation_and_target_names(lab: Lab, owned_canary: str, relation: str,
+                                                       target: str) -> None:
+    """Any relation name is quoted or refused, any target name is a label: one-line failures, the
+    canary (owned by the login) survives, and a real relation is counted."""
+    result = run_module("pg_fingerprint", _fp_args(lab, {target or "t": {"relation": relation}}))
+    _one_line(result)
+    if result.get("failed"):
+        assert re.search(r"checking options|does not exist|missing|not found|permission denied|"
+                         r"not a table|cannot", result["msg"]), result["msg"]
+    else:
+        assert isinstance(result["counts"][target or "t"], int)
+    assert _canary_alive(lab, owned_canary)
