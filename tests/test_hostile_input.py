@@ -19,7 +19,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 from conftest import PROD_DB, REPO, Lab
-from gaterun import run_module
+from faultlib import closed_port
+from gaterun import require_gate, run_gate, run_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg2 import sql
@@ -228,3 +229,64 @@ def test_fingerprint_hostile_relation_and_target_names(lab: Lab, owned_canary: s
     else:
         assert isinstance(result["counts"][target or "t"], int)
     assert _canary_alive(lab, owned_canary)
+
+
+# --- malformed vars: refused before any connection ------------------------------------------------
+
+BAD_VARS = [
+    ("gate0_statement_timeout", "five seconds"),
+    ("gate0_statement_timeout", 0),
+    ("gate0_lock_timeout", -1),
+    ("gate0_connect_timeout", 0),
+    ("gate0_production_login_port", "fivefourthreetwo"),
+    ("gate0_production_allowed_databases", []),
+    ("gate0_production_allowed_databases", ["directus", "directus_gov_test_20260602"]),
+    ("gate0_clone_name_prefix", "dir"),       # would also match the production database `directus`
+    ("gate0_clone_name_prefix", ""),
+    ("gate0_production_targets", "not a dict"),
+    ("gate0_disk_min_free_percent", "lots"),
+]
+
+
+@pytest.mark.parametrize(("var", "value"), BAD_VARS, ids=[f"{v}={x!r}" for v, x in BAD_VARS])
+def test_malformed_vars_refused_before_any_connection(lab: Lab, tmp_path, var: str, value: object) -> None:
+    """Both channels point at a closed port: a connection attempt would show as 'Connection refused'.
+    The run must stop on the variable instead, naming it."""
+    require_gate()
+    port = closed_port()
+    run = run_gate(tmp_path, {"gate0_production_login_port": port, "gate0_clone_login_port": port,
+                              var: value})
+    assert run.rc != 0
+    assert "Traceback" not in run.output
+    assert var in run.output, run.output[-3000:]
+    assert not re.search(r"[Cc]onnection refused|connecting to", run.output), run.output[-3000:]
+
+
+def test_unwritable_report_dir_refused_before_any_connection(lab: Lab, tmp_path) -> None:
+    require_gate()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    port = closed_port()
+    run = run_gate(tmp_path, {"gate0_production_login_port": port, "gate0_clone_login_port": port,
+                              "gate0_report_dir": str(blocker / "reports")})
+    assert run.rc != 0
+    assert "Traceback" not in run.output
+    assert "gate0_report_dir" in run.output, run.output[-3000:]
+    assert not re.search(r"[Cc]onnection refused|connecting to", run.output), run.output[-3000:]
+
+
+def test_clone_name_matching_the_prefix_only_as_a_like_pattern_fails(fresh_lab: Lab, tmp_path) -> None:
+    """`_` is a LIKE wildcard: 'directus_gov_testX…' matches LIKE 'directus_gov_test_%' but not the
+    literal prefix the operator typed. clone.name_pattern must fail it."""
+    require_gate()
+    name = "directus_gov_testX20260602"
+    fresh_lab.execute("postgres", f'DROP DATABASE IF EXISTS "{name}"')
+    fresh_lab.execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE gate0_lab_tpl_clone '
+                                  "OWNER workflow_admin")
+    try:
+        run = run_gate(tmp_path, {"gate0_clone_database": name})
+        assert run.rc != 0
+        assert "Traceback" not in run.output
+        assert "clone.name_pattern" in run.failures, run.failures
+    finally:
+        fresh_lab.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
