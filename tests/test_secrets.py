@@ -61,6 +61,7 @@ def test_no_password_in_ansible_runner_artifacts(lab: Lab, tmp_path: Path) -> No
             inventory=str(REPO / "inventories/lab"), verbosity=3, quiet=True, timeout=300,
             extravars={"gate0_report_dir": str(private / "reports"), **extra},
             envvars={"GATE0_LAB_PORT": env["GATE0_LAB_PORT"], "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                     "PATH": env["PATH"],
                      "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(private / "facts")})
         assert (runner.rc == 0) == (name == "pass"), runner.stdout.read()[-3000:]
         events = list(runner.events)
