@@ -97,3 +97,41 @@ def cached_fact(cache: Path) -> dict | None:
         if isinstance(data, dict) and "gate0" in data:
             return data["gate0"]
     return None
+
+
+def assert_clean_fail(run: GateRun, check: str, cause: str, bound: float) -> str:
+    """Non-zero exit; `check` (an id, or a gate prefix like 'prod.') failed with a one-line message
+    matching `cause`; no traceback; within `bound` seconds. Returns the matching message."""
+    assert run.rc != 0, f"gate0 passed under a fault:\n{run.output[-3000:]}"
+    assert "Traceback" not in run.output, run.output[-5000:]
+    assert run.wall <= bound, f"gate0 took {run.wall:.1f} s, bound {bound:.1f} s"
+    hits = {cid: msg for cid, msg in run.failures.items()
+            if (cid == check or (check.endswith(".") and cid.startswith(check))) and re.search(cause, msg)}
+    assert hits, (f"no failed {check} naming /{cause}/; failures: "
+                  f"{json.dumps(run.failures, indent=1)}\n{run.output[-3000:]}")
+    for msg in hits.values():
+        assert "\n" not in msg
+    if run.report is not None:
+        for rec in run.report["checks"]:
+            assert "\n" not in (rec.get("message") or ""), rec
+    return next(iter(hits.values()))
+
+
+def run_module(name: str, args: dict) -> dict:
+    """One of library/'s modules, in-process with real arguments (ceph-ansible style): its result."""
+    import contextlib
+    import importlib.util
+    import io
+
+    from ansible.module_utils.testing import patch_module_args
+
+    path = REPO / "library" / f"{name}.py"
+    if not path.is_file():
+        pytest.skip(f"library/{name}.py not merged yet")
+    spec = importlib.util.spec_from_file_location(f"gate0_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(out.getvalue())
