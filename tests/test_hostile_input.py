@@ -18,10 +18,11 @@ import re
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import PROD_DB, REPO, Lab
+import yaml
+from conftest import CLONE_DB, PROD_DB, REPO, Lab
 from faultlib import closed_port
 from gaterun import require_gate, run_gate, run_module
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg2 import sql
 
@@ -297,3 +298,55 @@ def test_clone_name_matching_the_prefix_only_as_a_like_pattern_fails(fresh_lab: 
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.close()
+
+
+# --- the clone module's profile: relation, column and marker values ------------------------------
+
+@pytest.fixture(scope="module")
+def clone_canary(lab: Lab):
+    """A canary in the clone, owned by the clone's admin login (which could drop it)."""
+    lab.execute(CLONE_DB, f"DROP TABLE IF EXISTS {CANARY}")
+    lab.execute(CLONE_DB, f"CREATE TABLE {CANARY} AS SELECT g AS id FROM generate_series(1, 7) AS g")
+    lab.execute(CLONE_DB, f"ALTER TABLE {CANARY} OWNER TO workflow_admin")
+    yield CANARY
+    lab.execute(CLONE_DB, f"DROP TABLE IF EXISTS {CANARY}")
+
+
+def _clone_args(lab: Lab, profile: dict) -> dict:
+    return {"login_host": "127.0.0.1", "login_port": lab.port, "login_user": "workflow_admin",
+            "login_password": lab.password("workflow_admin"), "login_db": CLONE_DB,
+            "clone_name_prefix": "directus_gov_test_", "production_databases": [PROD_DB],
+            "profile": profile, "statement_timeout": 2000, "lock_timeout": 500, "connect_timeout": 3,
+            "outbox_probe": True}
+
+
+def _clone_profile(where: str, value: str) -> dict:
+    profile = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())["gate0_clone_profile"]
+    section, key = where.split(".")
+    profile[section][key] = value
+    return profile
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["seed.relation", "seed.marker_column", "seed.marker", "lease.relation",
+                              "outbox.relation", "outbox.type_column", "outbox.probe_event_type"]),
+       value=names)
+@example(where="seed.marker", value="CLONE_TEST_F6_SEED\x00' OR 'x'='x")
+@example(where="seed.marker_column", value="created_by\x00; DROP TABLE gate0_canary")
+@example(where="outbox.relation", value=f'event_outbox"; DROP TABLE {CANARY}; --')
+@example(where="seed.marker", value=f"x'); DROP TABLE {CANARY}; --")
+def test_clone_profile_values_are_quoted_or_refused(lab: Lab, clone_canary: str, where: str,
+                                                    value: str) -> None:
+    """Any hostile value in the clone profile: a one-line result, never a traceback, canary intact."""
+    if not (REPO / "library" / "clone_isolation.py").is_file():
+        pytest.skip("library/clone_isolation.py not merged yet")
+    result = run_module("clone_isolation", _clone_args(lab, _clone_profile(where, value)))
+    assert "Traceback" not in json.dumps(result)
+    assert "\n" not in result.get("msg", "")
+    assert all("\n" not in str(e) for e in (result.get("errors") or {}).values())
+    if "\x00" in value and not where.endswith(("marker", "probe_event_type")):
+        # A NUL would make libpq read another name (cut there): refused, never silently substituted.
+        problems = json.dumps([result.get("msg", ""), *(result.get("errors") or {}).values()])
+        assert "NUL" in problems, result
+    assert lab.scalar(CLONE_DB, "SELECT count(*) FROM pg_class WHERE relname = %s", (clone_canary,)) == 1
+    assert lab.scalar(CLONE_DB, f"SELECT count(*) FROM {clone_canary}") == 7
