@@ -67,3 +67,6 @@ test: lint pytest
 
 bench: venv lab-up
 	$(BIN)/python bench/run.py
+
+bench-fingerprint: venv lab-up
+	$(BIN)/python bench/fingerprint.py
