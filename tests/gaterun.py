@@ -72,8 +72,12 @@ def run_gate(report_dir: Path, extra: dict | None = None, *args: str, env_extra:
     wall = time.monotonic() - start
     output = proc.stdout + proc.stderr
     facts = Path(env["ANSIBLE_CACHE_PLUGIN_CONNECTION"])
-    return GateRun(rc=proc.returncode, output=output, wall=wall, report=latest_report(report_dir),
-                   failures=parse_failures(output), fact=cached_fact(facts))
+    report = latest_report(report_dir)
+    # The report's records are the verdict's source (the printed lines may be folded by the callback).
+    failures = ({r["id"]: r.get("message") or "" for r in report["checks"] if r["status"] == "fail"}
+                if report else parse_failures(output))
+    return GateRun(rc=proc.returncode, output=output, wall=wall, report=report, failures=failures,
+                   fact=cached_fact(facts))
 
 
 def _untag(value: object) -> object:
@@ -109,8 +113,9 @@ def assert_clean_fail(run: GateRun, check: str, cause: str, bound: float) -> str
             if (cid == check or (check.endswith(".") and cid.startswith(check))) and re.search(cause, msg)}
     assert hits, (f"no failed {check} naming /{cause}/; failures: "
                   f"{json.dumps(run.failures, indent=1)}\n{run.output[-3000:]}")
-    for msg in hits.values():
+    for cid, msg in hits.items():
         assert "\n" not in msg
+        assert cid in run.output, f"{cid} failed in the report but is not in the output"
     if run.report is not None:
         for rec in run.report["checks"]:
             assert "\n" not in (rec.get("message") or ""), rec
