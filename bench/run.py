@@ -104,13 +104,13 @@ def slowest_tasks(all_rows: list[list[dict[str, Any]]], top: int = 6) -> list[tu
     return ranked[:top]
 
 
-def fingerprint_bench() -> str:
+def fingerprint_bench(runs: int) -> str:
     """bench/fingerprint.py's own output (issue 3's benchmark), run once; not duplicated here."""
     script = BENCH / "fingerprint.py"
     if not script.is_file():
         return "bench/fingerprint.py is not present yet (the pg_fingerprint work provides it)"
-    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
-                          env=bench_env(), timeout=900, check=False)
+    proc = subprocess.run([sys.executable, str(script), "--runs", str(runs)], cwd=REPO, capture_output=True,
+                          text=True, env=bench_env(), timeout=900, check=False)
     text = (proc.stdout + ("\n" + proc.stderr if proc.returncode else "")).rstrip()
     return text if proc.returncode == 0 else f"bench/fingerprint.py failed (rc {proc.returncode}):\n{text}"
 
@@ -200,7 +200,7 @@ def main() -> int:
     if not args.skip_fingerprint:
         print()
         print("content hash (bench/fingerprint.py):")
-        text = fingerprint_bench()
+        text = fingerprint_bench(args.runs)
         figures["fingerprint"] = text
         print("\n".join("  " + line for line in text.splitlines()))
     out = Path(args.json)
