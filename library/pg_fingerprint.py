@@ -390,6 +390,11 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return targets
 
 
+def _printable(text: str) -> str:
+    """A name as is, or quoted with escapes when it holds a newline or other control character."""
+    return text if text.isprintable() else repr(text)
+
+
 def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Target name -> {oid, name, kind, tables} for relation targets; every missing one named at once."""
     out: dict[str, dict[str, Any]] = {}
@@ -406,7 +411,7 @@ def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str,
             )
             row = cur.fetchone()
             if row is None:
-                missing.append(f"{name!r} ({rel!r})")
+                missing.append(f"{_printable(name)} ({_printable(rel)})")
                 continue
             entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
             if spec.get("relation"):
