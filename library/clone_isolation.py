@@ -290,7 +290,7 @@ except ImportError:  # pragma: no cover
 
 def rel(name: str) -> Any:
     """A relation name from the profile as a quoted identifier."""
-    return sql.Identifier(*gate0_pg.split_relation(name))
+    return gate0_pg.ident(*gate0_pg.split_relation(name))
 
 
 def regclass(relation: str) -> Any:
@@ -304,7 +304,7 @@ def where_equal(conds: dict[str, Any]) -> Any:
     if not conds:
         return sql.SQL("TRUE")
     return sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(str(c)), sql.Literal(v)) for c, v in conds.items())
+        sql.SQL("{} = {}").format(gate0_pg.ident(str(c)), sql.Literal(v)) for c, v in conds.items())
 
 
 def count(cur: Any, relation: str, conds: dict[str, Any] | None = None) -> int:
@@ -476,7 +476,7 @@ def pick_probe_type(cur: Any, dispatch: dict[str, Any], outbox: dict[str, Any]) 
         return str(outbox["probe_event_type"])
     key = dispatch.get("registry_key") or outbox["type_column"]
     cur.execute(sql.SQL("SELECT {k}::text FROM {r} WHERE ({s}) AND ({a}) IS FALSE ORDER BY 1 LIMIT 1").format(
-        k=sql.Identifier(key), r=rel(dispatch["registry"]),
+        k=gate0_pg.ident(key), r=rel(dispatch["registry"]),
         s=where_equal(dispatch.get("registry_scope") or {}),
         a=where_equal(dispatch.get("registry_active") or {"active": True})))
     row = cur.fetchone()
@@ -512,7 +512,7 @@ def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_t
         vals = [sql.Literal(event_type)] + [sql.Literal(0) for _ in seq_cols]
         overriding = sql.SQL(" OVERRIDING SYSTEM VALUE" if any(i for _, i in seq_cols) else "")
         stmt = sql.SQL("INSERT INTO {r} ({c}){o} VALUES ({v})").format(
-            r=rel(outbox["relation"]), c=sql.SQL(", ").join(sql.Identifier(c) for c in cols), o=overriding,
+            r=rel(outbox["relation"]), c=sql.SQL(", ").join(gate0_pg.ident(c) for c in cols), o=overriding,
             v=sql.SQL(", ").join(vals))
         cur.execute("SAVEPOINT gate0_probe")
         try:
@@ -632,7 +632,7 @@ def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
     if cursor.get("relation"):
         fields = list(cursor.get("fields") or {})
         cur.execute(sql.SQL("SELECT {f} FROM {r} ORDER BY 1 LIMIT 10").format(
-            f=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(f)) for f in fields),
+            f=sql.SQL(", ").join(sql.SQL("{}::text").format(gate0_pg.ident(f)) for f in fields),
             r=rel(cursor["relation"])))
         cursor_rows = [dict(zip(fields, row, strict=True)) for row in cur.fetchall()]
     return {"counts": counts, "cursor": cursor_rows}

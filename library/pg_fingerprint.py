@@ -52,6 +52,9 @@ options:
       - C(hash) (bool) also hashes the relation's rows (needs a primary key); C(volatile) (bool) counts
         and reports the target but leaves it out of the digest and the unchanged proof; C(tables)
         (list) names the tables whose write counters an C(sql) target depends on.
+      - C(where) and C(sql) run inside the READ ONLY transaction and must be one expression or
+        statement; text with a semicolon, a comment marker (C(--), C(/*)) or a NUL is refused before
+        connecting. Relation names are quoted; names with a NUL or over 63 bytes are refused.
     type: dict
     required: true
   baseline:
@@ -273,6 +276,7 @@ changed:
   sample: false
 """
 
+import contextlib
 import hashlib
 import json
 import re
@@ -371,12 +375,24 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise Stage("options", f"checking options: target {name!r} needs exactly one of relation or sql")
         if spec.get("sql") and (spec.get("where") or spec.get("hash")):
             raise Stage("options", f"checking options: target {name!r}: where/hash need a relation")
-        if spec.get("relation"):
-            try:
+        try:
+            if spec.get("relation"):
                 pg.split_relation(spec["relation"])
-            except GateError as exc:
-                raise Stage("options", f"{exc} (target {name!r})") from None
+            # where/sql are SQL text from vars: one statement, no comments (never a second statement
+            # after a COMMIT, outside the READ ONLY transaction).
+            for key in ("where", "sql"):
+                if spec.get(key) is not None:
+                    pg.check_sql_text(f"target {name!r} {key}", spec[key])
+            for rel in spec.get("tables") or []:
+                pg.split_relation(rel)
+        except GateError as exc:
+            raise Stage("options", f"{exc} (target {name!r})") from None
     return targets
+
+
+def _printable(text: str) -> str:
+    """A name as is, or quoted with escapes when it holds a newline or other control character."""
+    return text if text.isprintable() else repr(text)
 
 
 def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -395,7 +411,7 @@ def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str,
             )
             row = cur.fetchone()
             if row is None:
-                missing.append(f"{name} ({rel})")
+                missing.append(f"{_printable(name)} ({_printable(rel)})")
                 continue
             entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
             if spec.get("relation"):
@@ -707,7 +723,10 @@ def in_transaction(
         try:
             fingerprint_targets(cur, timer, targets, params, result)
         except Stage:
-            cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
+            # Best effort: on a terminated connection this fails too, and the first cause is the one
+            # to report (not "cursor already closed").
+            with contextlib.suppress(psycopg2.Error):
+                cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
             raise
         timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"

@@ -82,7 +82,8 @@ def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return exc.__class__.__name__
-    first = re.sub(r"^(FATAL|ERROR|WARNING):\s+", "", lines[0])
+    # libpq nests the server's message: 'connection to server ... failed: FATAL:  password ...'.
+    first = re.sub(r"(^|: )(FATAL|ERROR|WARNING):\s+", r"\1", lines[0])
     for extra in lines[1:]:
         if extra.startswith("DETAIL:"):
             first += f" ({extra[len('DETAIL:'):].strip()})"
@@ -267,6 +268,23 @@ def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
         raise GateError(f"guarding the clone transaction: {one_line(exc)}") from None
 
 
+# PostgreSQL keeps the first NAMEDATALEN-1 bytes of an identifier and silently drops the rest.
+MAX_IDENTIFIER_BYTES = 63
+
+
+def check_identifier(name: str) -> str:
+    """Refuse what quoting cannot carry faithfully: empty, NUL (libpq cuts the name there, so a
+    different relation would be read) and names longer than PostgreSQL keeps (truncated silently)."""
+    if not isinstance(name, str) or not name:
+        raise GateError(f"checking options: identifier {name!r} is empty or not a string")
+    if "\x00" in name:
+        raise GateError(f"checking options: identifier {name!r} contains a NUL character")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES:
+        raise GateError(f"checking options: identifier {name!r} is longer than "
+                        f"{MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would truncate it)")
+    return name
+
+
 CLONE_NAME_WILDCARDS = ("%", "*", "?", "[")
 
 
@@ -303,15 +321,41 @@ def clone_name_refusal(clone_db: str, prefix: str, production: list[str], min_le
 
 
 def ident(*names: str) -> Any:
-    """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t"."""
-    return sql.Identifier(*names)
+    """A quoted (possibly schema-qualified) identifier: 'public.t' -> "public"."t".
+
+    Raises GateError for a part that quoting cannot carry faithfully (see check_identifier).
+    """
+    return sql.Identifier(*(check_identifier(n) for n in names))
+
+
+# What may not appear in SQL text taken from vars (a target's `where` or `sql`): a statement
+# separator (the simple query protocol would run a second statement, e.g. COMMIT; then a write outside
+# our READ ONLY transaction), comment markers (they would cut off the rest of the statement gate0 wraps
+# around the text: its LIMIT, its closing parenthesis) and NUL (libpq would cut the text there).
+SQL_TEXT_REFUSED = {";": "a semicolon", "--": "a comment marker", "/*": "a comment marker",
+                    "\x00": "a NUL character"}
+
+
+def check_sql_text(what: str, text: Any) -> str:
+    """Refuse SQL text from vars that could be more than one statement or cut gate0's own SQL."""
+    if not isinstance(text, str) or not text.strip():
+        raise GateError(f"checking options: {what} must be non-empty SQL text, got {text!r}")
+    for token, label in SQL_TEXT_REFUSED.items():
+        if token in text:
+            raise GateError(f"checking options: {what} contains {label} ({token!r}), refused: "
+                            f"it must be a single expression or statement, got {text!r}")
+    return text
 
 
 def split_relation(name: str) -> tuple[str, ...]:
     """'schema.table' -> ('schema', 'table'); 'table' -> ('table',). Refuses anything else."""
+    if not isinstance(name, str):
+        raise GateError(f"checking options: relation name {name!r} is not a string")
     parts = name.split(".")
     if not 1 <= len(parts) <= 2 or not all(parts):
         raise GateError(f"checking options: relation name {name!r} is not 'table' or 'schema.table'")
+    for part in parts:
+        check_identifier(part)
     return tuple(parts)
 
 

@@ -1,0 +1,214 @@
+"""gate0 speed figures (`make bench`): medians of several runs, same machine, same run.
+
+Prints, against the local lab (GATE0_LAB_PORT):
+  - Ansible's fixed cost: a no-op playbook on the same inventory (bench/noop.yml);
+  - the gate written by hand the way operators do today (bench/handwritten.yml: one
+    ansible.builtin.command task running psql per target and per check);
+  - gate0 itself (playbooks/gate0.yml): wall time, what it adds over the fixed cost, ratios;
+  - per module: pg_fingerprint, clone_isolation, disk_headroom (task wall time and the module's own
+    duration_ms), recorded by bench/callback_plugins/gate0_timing.py;
+  - content-hash throughput and the longest statement, from bench/fingerprint.py (the fingerprint
+    module's own benchmark), run once.
+
+Usage: python bench/run.py [--runs N] [--json FILE] [--skip-handwritten] [--skip-fingerprint]
+Figures are printed, never asserted: a busy machine makes them slower, not wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+MODULES = ("pg_fingerprint", "clone_isolation", "disk_headroom")
+GOAL_ADDED_S = 1.5
+
+
+def bench_env(timing_file: str | None = None) -> dict[str, str]:
+    """The environment `make` gives ansible-playbook, plus the timing callback when asked."""
+    env = dict(os.environ)
+    env.setdefault("GATE0_LAB_PORT", "55432")
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    venv_bin = REPO / ".venv" / "bin"
+    if venv_bin.is_dir():
+        env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
+    if timing_file:
+        env["ANSIBLE_CALLBACK_PLUGINS"] = str(BENCH / "callback_plugins")
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "gate0_timing"
+        env["GATE0_BENCH_TIMING"] = timing_file
+    return env
+
+
+def run_playbook(playbook: str, timing: bool = False) -> tuple[float, int, list[dict[str, Any]]]:
+    """One run: wall seconds, exit code, and the per-task timing rows (when `timing`)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        timing_file = fh.name
+    try:
+        start = time.monotonic()
+        proc = subprocess.run(["ansible-playbook", playbook], cwd=REPO, capture_output=True, text=True,
+                              env=bench_env(timing_file if timing else None), timeout=600, check=False)
+        wall = time.monotonic() - start
+        rows: list[dict[str, Any]] = []
+        if timing and os.path.getsize(timing_file):
+            rows = json.loads(Path(timing_file).read_text())
+    finally:
+        os.unlink(timing_file)
+    if proc.returncode != 0 and playbook != "playbooks/gate0.yml":
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+        raise SystemExit(f"bench: {playbook} failed (rc {proc.returncode}):\n{tail}")
+    return wall, proc.returncode, rows
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def module_figures(all_rows: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per module: median task wall seconds and median duration_ms over the runs (summed per run)."""
+    out: dict[str, dict[str, Any]] = {}
+    for module in MODULES:
+        walls: list[float] = []
+        own: list[float] = []
+        for rows in all_rows:
+            mine = [r for r in rows if str(r.get("action", "")).split(".")[-1] == module]
+            if not mine:
+                continue
+            walls.append(sum(r["seconds"] or 0 for r in mine))
+            durations = [r["duration_ms"] for r in mine if isinstance(r.get("duration_ms"), int | float)]
+            if durations:
+                own.append(sum(durations))
+        if walls:
+            out[module] = {"calls_per_run": len([r for r in all_rows[0]
+                                                 if str(r.get("action", "")).split(".")[-1] == module]),
+                           "task_s": median(walls), "duration_ms": median(own)}
+    return out
+
+
+def slowest_tasks(all_rows: list[list[dict[str, Any]]], top: int = 6) -> list[tuple[str, float]]:
+    """The tasks that cost gate0 most: median wall seconds per task name over the runs."""
+    per_task: dict[str, list[float]] = {}
+    for rows in all_rows:
+        for row in rows:
+            per_task.setdefault(row["task"], []).append(row["seconds"] or 0.0)
+    ranked = sorted(((name, statistics.median(v)) for name, v in per_task.items()), key=lambda t: -t[1])
+    return ranked[:top]
+
+
+def fingerprint_bench(runs: int) -> str:
+    """bench/fingerprint.py's own output (issue 3's benchmark), run once; not duplicated here."""
+    script = BENCH / "fingerprint.py"
+    if not script.is_file():
+        return "bench/fingerprint.py is not present yet (the pg_fingerprint work provides it)"
+    proc = subprocess.run([sys.executable, str(script), "--runs", str(runs)], cwd=REPO, capture_output=True,
+                          text=True, env=bench_env(), timeout=900, check=False)
+    text = (proc.stdout + ("\n" + proc.stderr if proc.returncode else "")).rstrip()
+    return text if proc.returncode == 0 else f"bench/fingerprint.py failed (rc {proc.returncode}):\n{text}"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return (f"{platform.node()}: {os.cpu_count()} x {cpu}, Python {platform.python_version()}, "
+            f"{pg or 'psql ?'}, load {os.getloadavg()[0]:.2f}")
+
+
+def fmt(value: float | None, unit: str = "s") -> str:
+    return "n/a" if value is None else f"{value:.2f} {unit}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("GATE0_BENCH_RUNS", "5")))
+    parser.add_argument("--json", default=str(BENCH / "out" / "figures.json"))
+    parser.add_argument("--skip-handwritten", action="store_true")
+    parser.add_argument("--skip-fingerprint", action="store_true")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    print(f"gate0 bench: {args.runs} runs each, interleaved, on {machine()}")
+    noop: list[float] = []
+    hand: list[float] = []
+    gate: list[float] = []
+    gate_rc: list[int] = []
+    gate_rows: list[list[dict[str, Any]]] = []
+    for i in range(args.runs):
+        # Interleaved, so that a burst of load elsewhere on the machine hits every variant alike.
+        noop.append(run_playbook("bench/noop.yml")[0])
+        if not args.skip_handwritten:
+            hand.append(run_playbook("bench/handwritten.yml")[0])
+        wall, rc, rows = run_playbook("playbooks/gate0.yml", timing=True)
+        gate.append(wall)
+        gate_rc.append(rc)
+        gate_rows.append(rows)
+        print(f"  run {i + 1}: no-op {noop[-1]:.2f} s, by hand {fmt(hand[-1] if hand else None)}, "
+              f"gate0 {wall:.2f} s (rc {rc})", flush=True)
+
+    m_noop, m_hand, m_gate = median(noop), median(hand), median(gate)
+    added = m_gate - m_noop
+    figures: dict[str, Any] = {
+        "machine": machine(), "runs": args.runs,
+        "noop_s": m_noop, "handwritten_s": m_hand, "gate0_s": m_gate,
+        "gate0_added_s": added, "gate0_rc": gate_rc,
+        "ratio_to_noop": m_gate / m_noop, "ratio_to_handwritten": (m_gate / m_hand) if m_hand else None,
+        "modules": module_figures(gate_rows),
+        "gate0_tasks_per_run": len(gate_rows[0]) if gate_rows else None,
+    }
+    print()
+    print(f"no-op playbook (Ansible's fixed cost)   {fmt(m_noop)}")
+    print(f"hand-written gate (psql per check)      {fmt(m_hand)}   "
+          f"({sum(1 for _ in (BENCH / 'handwritten.yml').read_text().split('ansible.builtin.command:')) - 1}"
+          " command tasks)")
+    verdict = "PASS" if all(rc == 0 for rc in gate_rc) else f"exit codes {gate_rc}"
+    print(f"gate0 playbook                          {fmt(m_gate)}   ({verdict}, "
+          f"{figures['gate0_tasks_per_run']} tasks)")
+    print(f"  adds over the fixed cost              {fmt(added)}   "
+          f"(goal < {GOAL_ADDED_S} s: {'met' if added < GOAL_ADDED_S else 'NOT met'})")
+    print(f"  ratio to the no-op                    {figures['ratio_to_noop']:.2f} x")
+    if m_hand:
+        print(f"  ratio to the hand-written gate        {figures['ratio_to_handwritten']:.2f} x "
+              f"({m_hand / m_gate:.1f} x faster)")
+    for module in MODULES:
+        fig = figures["modules"].get(module)
+        if fig is None:
+            print(f"module {module:<32}not in this gate0 run")
+            continue
+        print(f"module {module:<32}{fmt(fig['task_s'])} task wall, {fmt(fig['duration_ms'], 'ms')} own "
+              f"({fig['calls_per_run']} call(s) per run)")
+    slow = slowest_tasks(gate_rows)
+    figures["slowest_tasks"] = slow
+    print("gate0's slowest tasks (median wall):")
+    for name, secs in slow:
+        print(f"  {secs:5.2f} s  {name}")
+    if not args.skip_fingerprint:
+        print()
+        print("content hash (bench/fingerprint.py):")
+        text = fingerprint_bench(args.runs)
+        figures["fingerprint"] = text
+        print("\n".join("  " + line for line in text.splitlines()))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nfigures written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
