@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export GATE0_LAB_PORT ?= 55432
 
-.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench
+.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench topo-up topo-down topo-status
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
@@ -21,6 +21,8 @@ help:
 	@echo "make lab-reset  put the lab's databases back to the seed state"
 	@echo "make -s lab-dsn print the lab superuser's libpq DSN"
 	@echo "make bench      print speed figures"
+	@echo "make topo-up    start the test topology: SSH database host (netns) + podman containers (root)"
+	@echo "make topo-down  stop it and remove everything topo-up created"
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -67,3 +69,14 @@ test: lint pytest
 
 bench: venv lab-up
 	$(BIN)/python bench/run.py
+
+# The test topology (topo/topo.sh): controller -> SSH -> database host (a network namespace) ->
+# `postgres` and `directus` containers (podman, the docker CLI). Root only; installs what it needs.
+topo-up: pg
+	@topo/topo.sh up
+
+topo-down:
+	@topo/topo.sh down
+
+topo-status:
+	@topo/topo.sh status && echo "gate0: topology up" || { echo "gate0: topology down"; exit 1; }
