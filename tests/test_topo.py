@@ -1,0 +1,112 @@
+"""The real topology: gate0 over SSH on a database host whose PostgreSQL runs in a container.
+
+The topology (topo/topo.sh, `make topo-up`) is brought up once for the session, or reused when it
+is already up, and taken down at the end only if this session started it. Select with `-m topo`.
+Needs root (network namespaces, podman); CI runs as root.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, lab_env
+
+TOPO_SH = REPO / "topo" / "topo.sh"
+INVENTORY = "inventories/topo"
+CLONE_DB = "directus_gov_test_20260602"
+
+pytestmark = pytest.mark.topo
+
+
+@dataclass
+class Topo:
+    """Handle on the running topology: its facts (topo/topo.sh env), the docker CLI, SSH."""
+
+    env: dict[str, str]
+
+    @property
+    def host(self) -> str:
+        return self.env["GATE0_TOPO_HOST"]
+
+    @property
+    def postgres_ip(self) -> str:
+        return self.env["GATE0_TOPO_POSTGRES_IP"]
+
+    def sh(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TOPO_SH), *args], env=lab_env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, DOCKER_HOST=self.env["GATE0_TOPO_DOCKER_HOST"])
+        return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60,
+                              check=check)
+
+    def ssh(self, command: str) -> subprocess.CompletedProcess[str]:
+        state = Path(self.env["GATE0_TOPO_STATE"])
+        return subprocess.run(
+            ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
+             "-i", str(state / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'ssh' / 'known_hosts'}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none", f"root@{self.host}", command],
+            capture_output=True, text=True, timeout=60)
+
+    def restore(self) -> None:
+        """Back to the seed topology: postgres running and the app bound to production."""
+        self.sh("directus", "directus", timeout=60)
+        up = self.sh("up")
+        assert up.returncode == 0, up.stderr
+
+
+def read_env() -> dict[str, str]:
+    out = subprocess.run([str(TOPO_SH), "env"], env=lab_env(), capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="session")
+def topo() -> Iterator[Topo]:
+    if os.geteuid() != 0:
+        pytest.skip("the topology needs root (network namespaces, podman)")
+    was_up = subprocess.run([str(TOPO_SH), "status"], env=lab_env(), capture_output=True).returncode == 0
+    start = time.monotonic()
+    up = subprocess.run([str(TOPO_SH), "up"], env=lab_env(), capture_output=True, text=True, timeout=900)
+    if up.returncode != 0:
+        pytest.fail(f"topo/topo.sh up failed: {up.stderr.strip()[-2000:]}")
+    print(f"topology {'reused' if was_up else 'up'} in {time.monotonic() - start:.1f} s")
+    yield Topo(env=read_env())
+    if not was_up:
+        subprocess.run([str(TOPO_SH), "down"], env=lab_env(), capture_output=True, timeout=120)
+
+
+def test_controller_cannot_reach_the_container_address(topo: Topo) -> None:
+    """The root namespace (the controller) has an unreachable route for the container subnet."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    start = time.monotonic()
+    with pytest.raises(OSError) as exc:
+        sock.connect((topo.postgres_ip, 5432))
+    sock.close()
+    assert exc.value.errno == errno.EHOSTUNREACH
+    assert time.monotonic() - start < 1, "the attempt must fail at once, not time out"
+
+
+def test_database_host_reaches_postgres_and_runs_the_real_docker_cli(topo: Topo) -> None:
+    """Over SSH, the host's `docker inspect` names the container's address and pg answers there."""
+    out = topo.ssh("docker inspect -f '{{.State.Running}} {{(index .NetworkSettings.Networks \"gate0\").IPAddress}}'"
+                   f" postgres && /usr/lib/postgresql/*/bin/pg_isready -h {topo.postgres_ip} -p 5432")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"true {topo.postgres_ip}"
+    assert "accepting connections" in out.stdout
+
+
+def test_app_container_is_bound_to_production(topo: Topo) -> None:
+    env = json.loads(topo.docker("inspect", "-f", "{{json .Config.Env}}", "directus").stdout)
+    assert "DB_DATABASE=directus" in env
