@@ -52,10 +52,10 @@ class Topo:
                               check=check)
 
     def ssh(self, command: str) -> subprocess.CompletedProcess[str]:
-        state = Path(self.env["GATE0_TOPO_STATE"])
+        keys = Path(self.env["GATE0_TOPO_STATE"]) / "ssh"
         return subprocess.run(
             ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
-             "-i", str(state / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'ssh' / 'known_hosts'}",
+             "-i", str(keys / "id_ed25519"), "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
              "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none", f"root@{self.host}", command],
             capture_output=True, text=True, timeout=60)
 
@@ -100,8 +100,9 @@ def test_controller_cannot_reach_the_container_address(topo: Topo) -> None:
 
 def test_database_host_reaches_postgres_and_runs_the_real_docker_cli(topo: Topo) -> None:
     """Over SSH, the host's `docker inspect` names the container's address and pg answers there."""
-    out = topo.ssh("docker inspect -f '{{.State.Running}} {{(index .NetworkSettings.Networks \"gate0\").IPAddress}}'"
-                   f" postgres && /usr/lib/postgresql/*/bin/pg_isready -h {topo.postgres_ip} -p 5432")
+    fmt = '{{.State.Running}} {{(index .NetworkSettings.Networks "gate0").IPAddress}}'
+    out = topo.ssh(f"docker inspect -f '{fmt}' postgres"
+                   f" && /usr/lib/postgresql/*/bin/pg_isready -h {topo.postgres_ip} -p 5432")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"true {topo.postgres_ip}"
     assert "accepting connections" in out.stdout
