@@ -377,6 +377,11 @@ down() {
     if [ -e "$NSPATH" ]; then
         for pid in $(ip netns pids "$NS" 2>/dev/null); do stop_pid "$pid"; done
     fi
+    # podman's storage driver mounts (container layers, shm, its private bind of overlay/).
+    local m
+    for m in $(findmnt -rn -o TARGET | grep -F "$STORE/" | sort -r || true); do
+        umount "$m" 2>/dev/null || true
+    done
     ip link del "$VETH_ROOT" 2>/dev/null || true
     [ -e "$NSPATH" ] && ip netns del "$NS"
     ip route del unreachable "$LINK_NET" 2>/dev/null || true
