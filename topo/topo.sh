@@ -63,8 +63,10 @@ install_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
     log "installing ${missing[*]} (apt-get)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Another topology (another worktree's tests) may be installing at the same time: wait for it.
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # The Debian mirror this machine's apt uses (deb822 URIs: or one-line sources), for debootstrap.
@@ -274,7 +276,12 @@ build_rootfs_tar() { # -> $CACHE/<tag>.tar
 ensure_image() {
     pm image exists "$IMAGE" && return 0
     local tar
+    mkdir -p "$CACHE"
+    # One build per machine even when several topologies start together (bounded wait).
+    exec 9>"$CACHE/build.lock"
+    flock -w 900 9 || die "another topology has been building the image for 15 minutes ($CACHE/build.lock)"
     tar=$(build_rootfs_tar)
+    exec 9>&-
     pm import --quiet "$tar" "$IMAGE" >/dev/null
 }
 
