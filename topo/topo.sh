@@ -329,7 +329,7 @@ wait_postgres() {
 start_directus() { # [DB_DATABASE]
     local db=${1:-directus}
     if [ $# -gt 0 ] || ! container_running directus; then
-        dk rm -f -t 1 directus >/dev/null 2>&1 || true
+        dk rm -f directus >/dev/null 2>&1 || true
         dk run -d --name directus --hostname directus --network gate0 \
             -e DB_CLIENT=pg -e DB_HOST=postgres -e DB_PORT=5432 -e DB_DATABASE="$db" -e DB_USER=directus \
             -e DB_PASSWORD="$(secret directus)" \
@@ -373,7 +373,7 @@ down() {
         rm -f "$s"
     done
     if [ -S "$SOCK" ] && alive "$(cat "$RUN/podman.pid" 2>/dev/null || true)"; then
-        dk rm -f -t 2 directus postgres >/dev/null 2>&1 || true
+        dk rm -f directus postgres >/dev/null 2>&1 || true
     fi
     if [ -e "$NSPATH" ] && [ -f "$STATE/containers.conf" ]; then
         pm rm -a -f -t 2 >/dev/null 2>&1 || true
@@ -426,6 +426,6 @@ case "$cmd" in
     down) need_root; down; log "down" ;;
     status) status ;;
     env) cat "$STATE/env" 2>/dev/null || die "the topology is not up (make topo-up)" ;;
-    directus) start_directus "${2:-directus}" ;;  # recreate the app container with DB_DATABASE=$2
+    directus) status || die "the topology is not up (make topo-up)"; start_directus "${2:-directus}" ;;  # recreate the app container with DB_DATABASE=$2
     *) echo "usage: topo/topo.sh up|down|status|env|directus [DB_DATABASE]" >&2; exit 2 ;;
 esac
