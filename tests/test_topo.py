@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, lab_env
+from tests.conftest import REPO, lab_env, run_playbook
 
 TOPO_SH = REPO / "topo" / "topo.sh"
 INVENTORY = "inventories/topo"
@@ -64,6 +64,7 @@ class Topo:
         self.sh("directus", "directus", timeout=60)
         up = self.sh("up")
         assert up.returncode == 0, up.stderr
+        self.env = read_env()  # a recreated container may have another address
 
 
 def read_env() -> dict[str, str]:
@@ -111,3 +112,102 @@ def test_database_host_reaches_postgres_and_runs_the_real_docker_cli(topo: Topo)
 def test_app_container_is_bound_to_production(topo: Topo) -> None:
     env = json.loads(topo.docker("inspect", "-f", "{{json .Config.Env}}", "directus").stdout)
     assert "DB_DATABASE=directus" in env
+
+
+# --- gate0 through the topology -------------------------------------------------------------------
+
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess[str]
+    report: dict
+
+    @property
+    def checks(self) -> dict[str, dict]:
+        return {c["id"]: c for c in self.report["checks"]}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {c["id"]: c["message"] for c in self.report["checks"] if c["status"] == "fail"}
+
+
+def gate0(tmp_path: Path, *extra: str) -> Run:
+    """ansible-playbook playbooks/gate0.yml on the topology's host; its JSON report."""
+    reports = tmp_path / "reports"
+    proc = run_playbook("-i", INVENTORY, "playbooks/gate0.yml", "-e", f"gate0_report_dir={reports}", *extra,
+                        timeout=300)
+    found = sorted(reports.glob("gate0-dbhost-*.json"))
+    assert found, f"no report written (rc {proc.returncode}): {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    return Run(proc=proc, report=json.loads(found[-1].read_text()))
+
+
+@pytest.fixture
+def fresh_topo(topo: Topo) -> Iterator[Topo]:
+    """The topology for a test that changes it (containers): put back to the seed state afterwards."""
+    yield topo
+    topo.restore()
+
+
+@pytest.fixture(scope="session")
+def python_without_psycopg2(topo: Topo) -> str:
+    """A Python on the database host without psycopg2 (a bare venv of the system's Python)."""
+    venv = Path(topo.env["GATE0_TOPO_STATE"]) / "py-no-psycopg2"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)],
+                       check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import psycopg2"], capture_output=True).returncode != 0
+    return python
+
+
+def test_gate0_over_ssh_passes(topo: Topo, tmp_path: Path) -> None:
+    run = gate0(tmp_path, "-e", "gate0_install_psycopg2=true")
+    assert run.proc.returncode == 0, run.failed or run.proc.stdout[-3000:]
+    assert run.report["verdict"] == "PASS"
+    assert "gate0 PASS" in run.proc.stdout
+    # The modules connected from the host to the container's address (the controller cannot).
+    assert run.report["production"]["identity"]["address"] == topo.postgres_ip
+
+
+def test_app_bound_to_the_clone_fails_app_binding(fresh_topo: Topo, tmp_path: Path) -> None:
+    """The app container recreated with DB_DATABASE set to the clone: clone.app_binding FAILs."""
+    assert fresh_topo.sh("directus", CLONE_DB, timeout=60).returncode == 0
+    env = json.loads(fresh_topo.docker("inspect", "-f", "{{json .Config.Env}}", "directus").stdout)
+    assert f"DB_DATABASE={CLONE_DB}" in env
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    assert list(run.failed) == ["clone.app_binding"], run.failed
+    assert CLONE_DB in run.failed["clone.app_binding"]
+
+
+def test_app_container_missing_fails_app_binding_naming_it(fresh_topo: Topo, tmp_path: Path) -> None:
+    fresh_topo.docker("rm", "-f", "directus")
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    assert list(run.failed) == ["clone.app_binding"], run.failed
+    assert "'directus'" in run.failed["clone.app_binding"]
+    assert "no such container" in run.failed["clone.app_binding"]
+
+
+def test_postgres_container_stopped_fails_naming_it(fresh_topo: Topo, tmp_path: Path) -> None:
+    fresh_topo.docker("stop", "-t", "5", "postgres")
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    prod = {i: m for i, m in run.failed.items() if i.startswith("prod.")}
+    clone = {i: m for i, m in run.failed.items() if i.startswith("clone.")}
+    assert prod and clone, run.failed
+    for message in [*prod.values(), *clone.values()]:
+        assert "container 'postgres'" in message and "not running" in message, message
+        assert "\n" not in message and "Traceback" not in message
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr
+
+
+def test_host_without_psycopg2_says_how_to_install_it(topo: Topo, tmp_path: Path,
+                                                      python_without_psycopg2: str) -> None:
+    run = gate0(tmp_path, "-e", f"ansible_python_interpreter={python_without_psycopg2}")
+    assert run.proc.returncode != 0
+    assert run.failed
+    for message in run.failed.values():
+        if "psycopg2" in message:
+            assert "python3-psycopg2" in message and "\n" not in message, message
+    assert any("python3-psycopg2" in m for m in run.failed.values())
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr

@@ -6,6 +6,7 @@
 #                         namespace, links, routes); keeps the SSH keys and the image cache
 #   topo/topo.sh status   exit 0 when the database host answers SSH and postgres is running
 #   topo/topo.sh env      print the topology's facts as KEY=value lines (tests read them)
+#   topo/topo.sh directus [DB]  recreate the app container with DB_DATABASE=DB (- : without it)
 #
 # The database host is a network namespace with its own sshd, podman (runc, CNI bridge without
 # masquerade or default route) and the real `docker` CLI on podman's API socket (DOCKER_HOST, set by
@@ -326,12 +327,13 @@ wait_postgres() {
 }
 
 # The app: any long-running process with Directus' binding in its environment.
-start_directus() { # [DB_DATABASE]
-    local db=${1:-directus}
+start_directus() { # [DB_DATABASE, or - for none]
+    local db=${1:-directus} binding=()
+    [ "$db" = - ] || binding=(-e DB_DATABASE="$db")
     if [ $# -gt 0 ] || ! container_running directus; then
         dk rm -f directus >/dev/null 2>&1 || true
         dk run -d --name directus --hostname directus --network gate0 \
-            -e DB_CLIENT=pg -e DB_HOST=postgres -e DB_PORT=5432 -e DB_DATABASE="$db" -e DB_USER=directus \
+            -e DB_CLIENT=pg -e DB_HOST=postgres -e DB_PORT=5432 "${binding[@]}" -e DB_USER=directus \
             -e DB_PASSWORD="$(secret directus)" \
             "$IMAGE" /bin/bash -c 'trap "exit 0" TERM INT; while :; do sleep 60 & wait $!; done' >/dev/null
     fi
@@ -427,5 +429,5 @@ case "$cmd" in
     status) status ;;
     env) cat "$STATE/env" 2>/dev/null || die "the topology is not up (make topo-up)" ;;
     directus) status || die "the topology is not up (make topo-up)"; start_directus "${2:-directus}" ;;  # recreate the app container with DB_DATABASE=$2
-    *) echo "usage: topo/topo.sh up|down|status|env|directus [DB_DATABASE]" >&2; exit 2 ;;
+    *) echo "usage: topo/topo.sh up|down|status|env|directus [DB_DATABASE|-]" >&2; exit 2 ;;
 esac
