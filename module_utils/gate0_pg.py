@@ -212,10 +212,25 @@ def xid_assigned(cur: Any) -> Any:
     return cur.fetchone()[0]
 
 
+def rollback(conn: Any) -> None:
+    """End the current transaction with an explicit ROLLBACK and confirm the session is idle.
+
+    begin() runs the connection in autocommit mode with its own BEGIN, so psycopg2's conn.rollback()
+    would be a no-op there: always send ROLLBACK. Raises GateError when the server does not confirm.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
+    except psycopg2.Error as exc:
+        raise GateError(f"rolling back: {one_line(exc)}") from None
+    if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        raise GateError("rolling back: the session is still inside a transaction")
+
+
 def rollback_quietly(conn: Any) -> None:
     """End the transaction with ROLLBACK and close; never raise (the connection may be dead)."""
     try:
-        conn.rollback()
+        rollback(conn)
     except Exception:  # noqa: S110 - best effort on a possibly broken connection
         pass
     try:
@@ -274,6 +289,41 @@ def clone_guard(cur: Any, clone_database: str, clone_prefix: str) -> None:
         )
     except psycopg2.Error as exc:
         raise GateError(f"guarding the clone transaction: {one_line(exc)}") from None
+
+
+CLONE_NAME_WILDCARDS = ("%", "*", "?", "[")
+
+
+def clone_name_refusal(clone_db: str, prefix: str, production: list[str], min_length: int = 1,
+                       suffix_regex: str = "") -> str | None:
+    """Why the clone channel must not even connect to `clone_db` (None when it may).
+
+    The prefix is literal (`_` and `%` are plain characters); a prefix holding a pattern character,
+    a prefix that also matches a production name, and a name that is only the prefix are refused.
+    """
+    if not clone_db:
+        return "the clone database name is empty"
+    if not prefix:
+        return "the clone name prefix is empty"
+    if len(prefix) < min_length:
+        return f"the clone name prefix {prefix!r} is shorter than {min_length} characters"
+    bad = [c for c in CLONE_NAME_WILDCARDS if c in prefix]
+    if bad:
+        return f"the clone name prefix {prefix!r} contains {bad[0]!r}: give the literal prefix, not a pattern"
+    if clone_db in production:
+        return f"the clone database {clone_db!r} is a production database name"
+    caught = [p for p in production if p.startswith(prefix)]
+    if caught:
+        return f"the clone name prefix {prefix!r} also matches production database {caught[0]!r}"
+    if not clone_db.startswith(prefix) or len(clone_db) <= len(prefix):
+        return (f"the clone database {clone_db!r} does not start with the prefix {prefix!r} "
+                "followed by a suffix")
+    try:
+        if suffix_regex and re.fullmatch(suffix_regex, clone_db[len(prefix):]) is None:
+            return f"the suffix of the clone database {clone_db!r} does not match {suffix_regex!r}"
+    except re.error as exc:
+        return f"the clone name suffix regex {suffix_regex!r} is invalid: {exc}"
+    return None
 
 
 def ident(*names: str) -> Any:

@@ -1,0 +1,664 @@
+#!/usr/bin/python
+"""Ansible module clone_isolation: observe a clone's isolation facts over the clone channel."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: clone_isolation
+short_description: Observe whether a PostgreSQL clone is isolated (sessions, dispatch, seed state)
+description:
+  - Connects once to the clone database over the clone channel (the clone's admin login) and returns
+    facts for the gate0 clone checks; it judges nothing (the gate0 role's filters do).
+  - Before connecting it refuses a clone name that is empty, is a production name, or does not start
+    with exactly O(clone_name_prefix) (a literal prefix; C(_) and C(%) are plain characters).
+  - Every query except the outbox probe runs in one C(REPEATABLE READ READ ONLY) transaction with
+    statement and lock timeouts; each section runs under its own savepoint, so one failing section
+    (a missing table, a timeout) is reported in RV(errors) and the others are still observed.
+  - The outbox probe runs in a separate read-write transaction that first runs a server-side guard
+    (it aborts unless C(current_database()) is the clone and starts with the prefix), then inserts
+    one outbox row with an inactive event type under a savepoint, records how the insert ended,
+    records whether any transaction id was assigned, and is always rolled back.
+  - All table, column, trigger and marker names come from O(profile) (data, not code).
+version_added: "0.1.0"
+author: gate0 maintainers
+extends_documentation_fragment: [gate0_pg]
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module never changes anything, in either mode, so check mode runs exactly the same
+        observations, the rolled-back outbox probe included. The probe is evidence, not a change;
+        skipping it under C(--check) would change the verdict of C(clone.outbox_guard).
+  diff_mode:
+    support: none
+options:
+  clone_name_prefix:
+    description:
+      - The clone naming rule as a literal prefix (for example C(directus_gov_test_)).
+      - O(login_db) must start with it and be longer than it.
+    type: str
+    required: true
+  clone_name_prefix_min_length:
+    description: The prefix must be at least this long (a shorter one is refused before connecting).
+    type: int
+    default: 1
+  clone_name_suffix_regex:
+    description: What follows the prefix must fully match this regex (empty for anything non-empty).
+    type: str
+    default: ''
+  production_databases:
+    description:
+      - Every production database name (the production database and the production allowlist).
+      - The module refuses to connect when O(login_db) is one of them or when the prefix would match one.
+    type: list
+    elements: str
+    default: []
+  profile:
+    description:
+      - Where the clone's state lives (see the gate0 role's C(gate0_clone_profile) for the layout).
+      - Keys used here are C(sessions.ignore_backend_types), C(dispatch.registry),
+        C(dispatch.registry_scope), C(dispatch.registry_active), C(dispatch.outbound),
+        C(outbox.relation), C(outbox.trigger), C(outbox.function), C(outbox.type_column),
+        C(outbox.probe_event_type), C(lease.relation), C(seed.relation), C(seed.marker_column),
+        C(seed.marker), C(coverage.gap_relation), C(coverage.cell_relations), C(candidates.counts),
+        C(candidates.cursor.relation), C(candidates.cursor.fields). Expected numbers are ignored here.
+    type: dict
+    required: true
+  outbox_probe:
+    description: Run the rolled-back probe insert into the outbox (after the server-side guard).
+    type: bool
+    default: true
+  app_role:
+    description: The application's database role; its CONNECT privilege on the clone is read.
+    type: str
+    default: ''
+  app_binding_source:
+    description:
+      - Where to read the application's own database binding.
+      - C(env_file) reads O(app_binding_path) on the host running the module; C(docker) reads the
+        environment of O(app_binding_container) with C(docker inspect); C(none) reads nothing.
+    type: str
+    choices: [env_file, docker, none]
+    default: none
+  app_binding_path:
+    description: The env file holding the binding when O(app_binding_source=env_file).
+    type: path
+  app_binding_container:
+    description: The application's container when O(app_binding_source=docker).
+    type: str
+  app_binding_variable:
+    description: The variable that names the application's database.
+    type: str
+    default: DB_DATABASE
+"""
+
+EXAMPLES = r"""
+- name: Observe the clone
+  clone_isolation:
+    login_host: 127.0.0.1
+    login_port: 5432
+    login_user: workflow_admin
+    login_password: "{{ gate0_clone_login_password }}"
+    login_db: directus_gov_test_20260602
+    clone_name_prefix: directus_gov_test_
+    production_databases: [directus]
+    profile: "{{ gate0_clone_profile }}"
+    app_role: directus
+    app_binding_source: env_file
+    app_binding_path: /srv/directus/.env
+  register: clone_facts
+"""
+
+RETURN = r"""
+identity:
+  description: Who answered (see module_utils gate0_pg.server_identity).
+  type: dict
+  returned: success
+  sample: {database: directus_gov_test_20260602, database_oid: 16390, address: 127.0.0.1, port: 5432,
+           version: "15.8", version_num: 150008, system_identifier: "7441000000000000000"}
+  contains:
+    database: {description: current_database(), type: str}
+    database_oid: {description: The database's oid, type: int}
+    address: {description: inet_server_addr() (null over a socket), type: str}
+    port: {description: inet_server_port(), type: int}
+    version: {description: server_version, type: str}
+    version_num: {description: server_version_num, type: int}
+    system_identifier: {description: The cluster's system identifier (null when not readable), type: str}
+sessions:
+  description: Every backend on the clone database but our own, and what the login can see.
+  type: dict
+  returned: success
+  sample: {login: workflow_admin, can_see_all: true, foreign: [], ignored: [], prepared: [], slots: []}
+  contains:
+    login: {description: The login's role, type: str}
+    can_see_all:
+      description: The login may read other sessions' details (superuser or pg_read_all_stats).
+      type: bool
+    foreign:
+      description:
+        - Other backends on the clone (pid, user, application, client_addr, client_port, state, since,
+          backend_type, visible).
+      type: list
+      elements: dict
+    ignored:
+      description: Backends whose type the profile ignores (listed, not judged).
+      type: list
+      elements: dict
+    prepared:
+      description: Prepared transactions on the clone (gid, owner, prepared).
+      type: list
+      elements: dict
+    slots:
+      description: Replication slots on the clone (slot_name, plugin, slot_type, active, active_pid).
+      type: list
+      elements: dict
+app:
+  description: Evidence of the application's binding.
+  type: dict
+  returned: success
+  sample: {role: directus, role_exists: true, connect_on_clone: false,
+           binding: {source: env_file, where: /srv/.env, variable: DB_DATABASE, value: directus, error: null}}
+  contains:
+    role: {description: The app role, type: str}
+    role_exists: {description: The role exists on the server, type: bool}
+    connect_on_clone: {description: has_database_privilege(role, clone, CONNECT), type: bool}
+    binding:
+      description: The app's own binding as read from its source.
+      type: dict
+      contains:
+        source: {description: env_file, docker or none, type: str}
+        where: {description: The file or container read, type: str}
+        variable: {description: The variable read, type: str}
+        value: {description: Its value (null when absent), type: str}
+        error: {description: Why it could not be read (null when read), type: str}
+dispatch:
+  description: The event type registry in scope and other outbound mechanisms.
+  type: dict
+  returned: success
+  sample: {registry: {relation: event_type_registry, rows: 8, active: []},
+           outbound: {directus_flows: {relation: directus_flows, rows: 2, active: 0}}}
+  contains:
+    registry:
+      description: Rows in scope and the active ones (each row as a dict).
+      type: dict
+    outbound:
+      description: Per mechanism, rows and active rows.
+      type: dict
+outbox:
+  description: The outbox guard trigger as the catalog has it, and the probe.
+  type: dict
+  returned: success
+  sample: {relation: event_outbox, trigger: {exists: true, enabled: "O", before: true, insert: true,
+           row: true, function: fn_event_type_validate, has_when: false},
+           probe: {ran: true, event_type: governance.gap.opened, rejected: true, from_function: true,
+                   sqlstate: "23514", message: "event type ... is unknown or inactive",
+                   xid_assigned: null, rolled_back: true, reason: null}}
+  contains:
+    trigger:
+      description: exists, enabled (pg_trigger.tgenabled), before, insert, row, function, has_when.
+      type: dict
+    probe:
+      description: Whether the probe ran and how its insert ended; always rolled back.
+      type: dict
+lease:
+  description: Rows in the worker lease table.
+  type: dict
+  returned: success
+  sample: {relation: dot_iu_runtime_lease, rows: 0}
+  contains:
+    relation: {description: The table, type: str}
+    rows: {description: Its row count, type: int}
+seed:
+  description: Seed rows carrying the marker and the table's total.
+  type: dict
+  returned: success
+  sample: {relation: governance_object_ownership, marker: CLONE_TEST_F6_SEED, marked: 30, total: 30}
+  contains:
+    relation: {description: The table, type: str}
+    marker: {description: The marker value, type: str}
+    marked: {description: Rows carrying the marker, type: int}
+    total: {description: All rows, type: int}
+coverage:
+  description: Gap view rows and the number of cells (product of the cell relations' counts).
+  type: dict
+  returned: success
+  sample: {gap_relation: v_object_owner_gap, gap_rows: 0, cells: 210,
+           cell_counts: {governance_object_inventory: 35, governance_scopes: 6}}
+  contains:
+    gap_relation: {description: The gap view, type: str}
+    gap_rows: {description: Its row count, type: int}
+    cells: {description: Product of the cell relations' counts, type: int}
+    cell_counts: {description: Each cell relation's count, type: dict}
+candidates:
+  description: Candidate state counts and the cursor rows.
+  type: dict
+  returned: success
+  sample: {counts: {ruleset: 1, scan_run: 2}, cursor: [{watermark: wm-2, events_seen: 20}]}
+  contains:
+    counts: {description: Name to row count, type: dict}
+    cursor: {description: The cursor rows (the profile's fields, as text), type: list, elements: dict}
+errors:
+  description: Sections that could not be observed, each with a one-line reason.
+  type: dict
+  returned: success
+  sample: {seed: "reading seed rows: relation \"x\" does not exist"}
+refused:
+  description: True when the module refused the clone name before connecting (nothing was run).
+  type: bool
+  returned: failure
+  sample: true
+timings:
+  description: Milliseconds spent connecting, observing, probing, in total.
+  type: dict
+  returned: success
+  sample: {connect_ms: 4, observe_ms: 12, probe_ms: 3, total_ms: 20}
+  contains:
+    connect_ms: {description: Connecting, type: int}
+    observe_ms: {description: The read-only transaction, type: int}
+    probe_ms: {description: The probe transaction, type: int}
+    total_ms: {description: Everything, type: int}
+"""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils import gate0_pg
+except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
+    from module_utils import gate0_pg  # type: ignore[no-redef]
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover
+    psycopg2 = None
+    sql = None
+
+def rel(name: str) -> Any:
+    """A relation name from the profile as a quoted identifier."""
+    return sql.Identifier(*gate0_pg.split_relation(name))
+
+
+def regclass(relation: str) -> Any:
+    """The relation's oid expression, quoted server-side: to_regclass(quote_ident(...) ...)."""
+    parts = [sql.SQL("quote_ident({})").format(sql.Literal(p)) for p in gate0_pg.split_relation(relation)]
+    return sql.SQL("to_regclass({})").format(sql.SQL(" || '.' || ").join(parts))
+
+
+def where_equal(conds: dict[str, Any]) -> Any:
+    """`col = value AND ...` from a dict (TRUE when empty); identifiers and values quoted."""
+    if not conds:
+        return sql.SQL("TRUE")
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(str(c)), sql.Literal(v)) for c, v in conds.items())
+
+
+def count(cur: Any, relation: str, conds: dict[str, Any] | None = None) -> int:
+    cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(rel(relation), where_equal(conds or {})))
+    return int(cur.fetchone()[0])
+
+
+def rows_as_dicts(cur: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Callable[[], Any]) -> Any:
+    """Run one observation under a savepoint; on a database error record it and go on."""
+    cur.execute("SAVEPOINT gate0_section")
+    try:
+        value = fn()
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
+        errors[name] = f"{doing}: {gate0_pg.one_line(exc)}"
+        return None
+    except (gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
+        errors[name] = f"{doing}: {exc}"
+        return None
+    cur.execute("RELEASE SAVEPOINT gate0_section")
+    return value
+
+
+def observe_sessions(cur: Any, profile: dict[str, Any]) -> dict[str, Any]:
+    ignore = set((profile.get("sessions") or {}).get("ignore_backend_types") or [])
+    cur.execute(
+        "SELECT current_user::text, "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+        "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')")
+    login, can_see = cur.fetchone()
+    cur.execute(
+        "SELECT pid, usename::text AS user, application_name AS application, "
+        "host(client_addr) AS client_addr, client_port, state, "
+        "to_char(COALESCE(state_change, backend_start), 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since, "
+        "backend_type, query IS DISTINCT FROM '<insufficient privilege>' AS visible "
+        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid")
+    rows = rows_as_dicts(cur)
+    cur.execute(
+        "SELECT gid, owner::text, to_char(prepared, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS prepared "
+        "FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid")
+    prepared = rows_as_dicts(cur)
+    cur.execute(
+        "SELECT slot_name::text, plugin::text, slot_type, active, active_pid FROM pg_replication_slots "
+        "WHERE database = current_database() ORDER BY slot_name")
+    slots = rows_as_dicts(cur)
+    return {
+        "login": login,
+        "can_see_all": bool(can_see),
+        "foreign": [r for r in rows if r["backend_type"] not in ignore],
+        "ignored": [r for r in rows if r["backend_type"] in ignore],
+        "prepared": prepared,
+        "slots": slots,
+    }
+
+
+def observe_app_server(cur: Any, app_role: str) -> dict[str, Any]:
+    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", (app_role,))
+    exists = bool(cur.fetchone()[0])
+    connect_priv = None
+    if exists:
+        cur.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')", (app_role,))
+        connect_priv = bool(cur.fetchone()[0])
+    return {"role": app_role, "role_exists": exists, "connect_on_clone": connect_priv}
+
+
+def parse_env(text: str, variable: str) -> str | None:
+    """The value of `variable` in env-file text (KEY=VALUE lines, optional export and quotes)."""
+    value = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].strip()
+        key, sep, val = line.partition("=")
+        if sep and key.strip() == variable:
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] and val[0] in "\"'":
+                val = val[1:-1]
+            value = val
+    return value
+
+
+def read_binding(module: AnsibleModule) -> dict[str, Any]:
+    """The application's own database binding, from an env file or a container's environment."""
+    p = module.params
+    source, variable = p["app_binding_source"], p["app_binding_variable"]
+    out: dict[str, Any] = {"source": source, "where": None, "variable": variable, "value": None,
+                           "error": None}
+    if source == "env_file":
+        out["where"] = p["app_binding_path"]
+        try:
+            with open(p["app_binding_path"] or "", encoding="utf-8") as fh:
+                out["value"] = parse_env(fh.read(), variable)
+        except OSError as exc:
+            out["error"] = f"reading the app's env file {p['app_binding_path']!r}: {exc.strerror or exc}"
+    elif source == "docker":
+        out["where"] = p["app_binding_container"]
+        docker = module.get_bin_path("docker")
+        rc, stdout, stderr = (127, "", "docker not found on the host") if docker is None else \
+            module.run_command([docker, "inspect", "--format", "{{json .Config.Env}}",
+                                p["app_binding_container"] or ""])
+        if rc != 0:
+            lines = (stderr or stdout or "failed").strip().splitlines() or ["failed"]
+            out["error"] = f"docker inspect {p['app_binding_container']!r}: {lines[-1]}"
+        else:
+            try:
+                env = json.loads(stdout) or []
+                out["value"] = parse_env("\n".join(env), variable)
+            except ValueError as exc:
+                out["error"] = f"docker inspect {p['app_binding_container']!r}: unreadable output ({exc})"
+    if out["error"] is None and source != "none" and out["value"] is None:
+        out["error"] = f"{variable} is not set in {out['where']!r}"
+    return out
+
+
+def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
+    registry = dispatch["registry"]
+    scope = dispatch.get("registry_scope") or {}
+    active = dispatch.get("registry_active") or {}
+    if not active:
+        raise gate0_pg.GateError("the profile's dispatch.registry_active is empty")
+    # A row counts as active unless the condition is definitely false (NULL is active: fail closed).
+    cur.execute(sql.SQL("SELECT count(*) FROM {r} WHERE {s}").format(r=rel(registry), s=where_equal(scope)))
+    rows = int(cur.fetchone()[0])
+    cur.execute(sql.SQL("SELECT to_jsonb(t) FROM {r} AS t WHERE ({s}) AND ({a}) IS NOT FALSE LIMIT 20")
+                .format(r=rel(registry), s=where_equal(scope), a=where_equal(active)))
+    active_rows = [r[0] for r in cur.fetchall()]
+    outbound: dict[str, Any] = {}
+    for name, spec in sorted((dispatch.get("outbound") or {}).items()):
+        relation = spec["relation"]
+        cond = spec.get("active") or {}
+        if not cond:
+            raise gate0_pg.GateError(f"the profile's dispatch.outbound.{name}.active is empty")
+        cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE ({a}) IS NOT FALSE) FROM {r}")
+                    .format(r=rel(relation), a=where_equal(cond)))
+        total, n_active = cur.fetchone()
+        outbound[name] = {"relation": relation, "rows": int(total), "active": int(n_active)}
+    return {"registry": {"relation": registry, "scope": scope, "rows": rows, "active": active_rows},
+            "outbound": outbound}
+
+
+def observe_trigger(cur: Any, outbox: dict[str, Any]) -> dict[str, Any]:
+    cur.execute(sql.SQL(
+        "SELECT t.tgenabled::text, (t.tgtype & 2) <> 0 AND (t.tgtype & 64) = 0, (t.tgtype & 4) <> 0, "
+        "(t.tgtype & 1) <> 0, p.proname::text, n.nspname::text, t.tgqual IS NOT NULL "
+        "FROM pg_trigger AS t JOIN pg_proc AS p ON p.oid = t.tgfoid "
+        "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+        "WHERE t.tgrelid = {rel} AND t.tgname = {name} AND NOT t.tgisinternal").format(
+            rel=regclass(outbox["relation"]), name=sql.Literal(outbox["trigger"])))
+    row = cur.fetchone()
+    if row is None:
+        return {"name": outbox["trigger"], "exists": False}
+    enabled, before, insert, each_row, fn, fn_schema, has_when = row
+    return {"name": outbox["trigger"], "exists": True, "enabled": enabled, "before": before, "insert": insert,
+            "row": each_row, "function": fn, "function_schema": fn_schema, "has_when": has_when,
+            "wanted_function": outbox["function"]}
+
+
+def pick_probe_type(cur: Any, dispatch: dict[str, Any], outbox: dict[str, Any]) -> str:
+    """The configured probe event type, or the first inactive type of the registry in scope."""
+    if outbox.get("probe_event_type"):
+        return str(outbox["probe_event_type"])
+    key = dispatch.get("registry_key") or outbox["type_column"]
+    cur.execute(sql.SQL("SELECT {k}::text FROM {r} WHERE ({s}) AND ({a}) IS FALSE ORDER BY 1 LIMIT 1").format(
+        k=sql.Identifier(key), r=rel(dispatch["registry"]),
+        s=where_equal(dispatch.get("registry_scope") or {}),
+        a=where_equal(dispatch.get("registry_active") or {"active": True})))
+    row = cur.fetchone()
+    if row is None:
+        raise gate0_pg.GateError("no inactive event type in the registry's scope to probe with")
+    return row[0]
+
+
+def sequence_columns(cur: Any, relation: str) -> list[tuple[str, bool]]:
+    """Columns filled from a sequence (serial default or identity): (name, is_identity)."""
+    cur.execute(sql.SQL(
+        "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute AS a "
+        "LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = {rel} AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%') "
+        "ORDER BY a.attnum").format(rel=regclass(relation)))
+    return [(r[0], bool(r[1])) for r in cur.fetchall()]
+
+
+def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_type: str,
+              seq_cols: list[tuple[str, bool]]) -> dict[str, Any]:
+    """The guarded, always rolled back probe insert; reports how the insert ended."""
+    out: dict[str, Any] = {"ran": True, "event_type": event_type, "rejected": False, "from_function": False,
+                           "sqlstate": None, "message": None, "xid_assigned": None, "rolled_back": False,
+                           "reason": None}
+    try:
+        gate0_pg.begin(conn, params, read_only=False, isolation="READ COMMITTED")
+        cur = conn.cursor()
+        gate0_pg.clone_guard(cur, params["login_db"], params["clone_name_prefix"])
+        # Columns fed by a sequence get an explicit value: nextval() is not transactional and would
+        # survive the rollback as residue.
+        cols = [outbox["type_column"]] + [c for c, _ in seq_cols]
+        vals = [sql.Literal(event_type)] + [sql.Literal(0) for _ in seq_cols]
+        overriding = sql.SQL(" OVERRIDING SYSTEM VALUE" if any(i for _, i in seq_cols) else "")
+        stmt = sql.SQL("INSERT INTO {r} ({c}){o} VALUES ({v})").format(
+            r=rel(outbox["relation"]), c=sql.SQL(", ").join(sql.Identifier(c) for c in cols), o=overriding,
+            v=sql.SQL(", ").join(vals))
+        cur.execute("SAVEPOINT gate0_probe")
+        try:
+            cur.execute(stmt)
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT gate0_probe")
+            context = (exc.diag.context or "") if exc.diag else ""
+            fn = gate0_pg.split_relation(outbox["function"])[-1]
+            out.update(rejected=True, sqlstate=exc.pgcode, message=gate0_pg.one_line(exc),
+                       from_function=f"function {fn}(" in context)
+        out["xid_assigned"] = gate0_pg.xid_assigned(cur)
+        cur.close()
+    except gate0_pg.GateError as exc:
+        out["reason"] = str(exc)
+    except psycopg2.Error as exc:
+        out["reason"] = f"probing the outbox: {gate0_pg.one_line(exc)}"
+    finally:
+        try:
+            gate0_pg.rollback(conn)
+            out["rolled_back"] = True
+        except gate0_pg.GateError as exc:
+            out["reason"] = out["reason"] or f"{exc} (the probe)"
+    return out
+
+
+def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[str, Any]:
+    """Every read-only observation in one transaction, then the probe in its own."""
+    p = module.params
+    profile = p["profile"]
+    errors: dict[str, str] = {}
+    facts: dict[str, Any] = {"errors": errors}
+    start = time.monotonic()
+    gate0_pg.begin(conn, p, read_only=True)
+    cur = conn.cursor()
+    try:
+        facts["identity"] = gate0_pg.server_identity(cur)
+    except psycopg2.Error as exc:
+        raise gate0_pg.GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
+    same_db = facts["identity"]["database"] == p["login_db"]
+    facts["sessions"] = section(cur, "sessions", "reading sessions", errors,
+                                lambda: observe_sessions(cur, profile))
+    app: dict[str, Any] = {"role": p["app_role"], "role_exists": None, "connect_on_clone": None}
+    if p["app_role"]:
+        app = section(cur, "app", "reading the app role's privileges", errors,
+                      lambda: observe_app_server(cur, p["app_role"])) or app
+    app["binding"] = read_binding(module)
+    facts["app"] = app
+    dispatch = profile.get("dispatch") or {}
+    outbox = profile.get("outbox") or {}
+    facts["dispatch"] = section(cur, "dispatch", "reading the event type registry", errors,
+                                lambda: observe_dispatch(cur, dispatch))
+    trig = section(cur, "outbox", "reading the outbox trigger", errors, lambda: observe_trigger(cur, outbox))
+    probe_type = None
+    seq_cols: list[tuple[str, bool]] = []
+    if trig is not None and p["outbox_probe"]:
+        probe_type = section(cur, "probe", "choosing the probe's event type", errors,
+                             lambda: pick_probe_type(cur, dispatch, outbox))
+        seq_cols = section(cur, "probe", "reading the outbox's sequence columns", errors,
+                           lambda: sequence_columns(cur, outbox["relation"])) or []
+    facts["lease"] = section(cur, "lease", "reading worker leases", errors, lambda: {
+        "relation": profile["lease"]["relation"], "rows": count(cur, profile["lease"]["relation"])})
+    seed = profile.get("seed") or {}
+    facts["seed"] = section(cur, "seed", "reading seed rows", errors, lambda: {
+        "relation": seed["relation"], "marker": seed["marker"],
+        "marked": count(cur, seed["relation"], {seed["marker_column"]: seed["marker"]}),
+        "total": count(cur, seed["relation"])})
+    facts["coverage"] = section(cur, "coverage", "reading coverage", errors,
+                                lambda: observe_coverage(cur, profile["coverage"]))
+    facts["candidates"] = section(cur, "candidates", "reading candidate state", errors,
+                                  lambda: observe_candidates(cur, profile["candidates"]))
+    cur.close()
+    gate0_pg.rollback(conn)
+    timings["observe_ms"] = gate0_pg.elapsed_ms(start)
+    probe: dict[str, Any] = {"ran": False, "reason": None}
+    if not p["outbox_probe"]:
+        probe["reason"] = "the probe is disabled (outbox_probe: false)"
+    elif not same_db:
+        probe["reason"] = f"connected to {facts['identity']['database']!r}, not the clone {p['login_db']!r}"
+    elif trig is None or probe_type is None or "probe" in errors:
+        # Without the sequence columns the insert could step a sequence (residue): do not probe.
+        probe["reason"] = errors.get("outbox") or errors.get("probe") or "no event type to probe with"
+    else:
+        start = time.monotonic()
+        probe = run_probe(conn, p, outbox, probe_type, seq_cols)
+        timings["probe_ms"] = gate0_pg.elapsed_ms(start)
+    facts["outbox"] = {"relation": outbox.get("relation"), "trigger": trig, "probe": probe}
+    return facts
+
+
+def observe_coverage(cur: Any, cov: dict[str, Any]) -> dict[str, Any]:
+    cell_counts = {r: count(cur, r) for r in cov.get("cell_relations") or []}
+    cells = 1 if cell_counts else 0
+    for n in cell_counts.values():
+        cells *= n
+    return {"gap_relation": cov["gap_relation"], "gap_rows": count(cur, cov["gap_relation"]),
+            "cells": cells, "cell_counts": cell_counts}
+
+
+def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
+    counts = {name: count(cur, relation) for name, relation in sorted((cand.get("counts") or {}).items())}
+    cursor_rows: list[dict[str, Any]] = []
+    cursor = cand.get("cursor") or {}
+    if cursor.get("relation"):
+        fields = list(cursor.get("fields") or {})
+        cur.execute(sql.SQL("SELECT {f} FROM {r} ORDER BY 1 LIMIT 10").format(
+            f=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(f)) for f in fields),
+            r=rel(cursor["relation"])))
+        cursor_rows = [dict(zip(fields, row, strict=True)) for row in cur.fetchall()]
+    return {"counts": counts, "cursor": cursor_rows}
+
+
+def main() -> None:
+    argument_spec = gate0_pg.pg_argument_spec()
+    argument_spec.update(
+        clone_name_prefix={"type": "str", "required": True},
+        production_databases={"type": "list", "elements": "str", "default": []},
+        clone_name_prefix_min_length={"type": "int", "default": 1},
+        clone_name_suffix_regex={"type": "str", "default": ""},
+        profile={"type": "dict", "required": True},
+        outbox_probe={"type": "bool", "default": True},
+        app_role={"type": "str", "default": ""},
+        app_binding_source={"type": "str", "choices": ["env_file", "docker", "none"], "default": "none"},
+        app_binding_path={"type": "path"},
+        app_binding_container={"type": "str"},
+        app_binding_variable={"type": "str", "default": "DB_DATABASE"},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not gate0_pg.HAS_PSYCOPG2:
+        module.fail_json(msg=gate0_pg.PSYCOPG2_HINT)
+    p = module.params
+    start = time.monotonic()
+    timings: dict[str, int] = {"connect_ms": 0, "observe_ms": 0, "probe_ms": 0, "total_ms": 0}
+    refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"],
+                                          p["clone_name_prefix_min_length"], p["clone_name_suffix_regex"])
+    if refused:
+        module.fail_json(msg=f"refusing the clone channel before connecting: {refused}", changed=False,
+                         refused=True)
+    conn = None
+    try:
+        gate0_pg.check_timeouts(p)
+        conn = gate0_pg.connect(p)
+        timings["connect_ms"] = gate0_pg.elapsed_ms(start)
+        facts = observe(module, conn, timings)
+    except gate0_pg.GateError as exc:
+        if conn is not None:
+            gate0_pg.rollback_quietly(conn)
+        module.fail_json(msg=str(exc), changed=False, refused=False)
+    except psycopg2.Error as exc:
+        if conn is not None:
+            gate0_pg.rollback_quietly(conn)
+        module.fail_json(msg=f"observing the clone: {gate0_pg.one_line(exc)}", changed=False, refused=False)
+    gate0_pg.rollback_quietly(conn)
+    timings["total_ms"] = gate0_pg.elapsed_ms(start)
+    module.exit_json(changed=False, timings=timings, **facts)
+
+
+if __name__ == "__main__":
+    main()

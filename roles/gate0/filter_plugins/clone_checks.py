@@ -1,0 +1,417 @@
+"""Judge the clone gate: turn clone_isolation's facts and the role's vars into clone.* check records.
+
+Pure functions (no I/O): tasks/clone.yml passes the module's registered result and a settings dict
+built from the role's vars; the records follow the contract `{id, gate, status, observed, expected,
+message}` with a one-line message naming the cause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+Record = dict[str, Any]
+WILDCARDS = ("%", "*", "?", "[")
+ENABLED = ("O", "A")  # pg_trigger.tgenabled: fires in origin sessions (O) or always (A)
+MAX_LISTED = 5
+
+
+def record(cid: str, ok: bool, observed: Any, expected: Any, message: str) -> Record:
+    return {"id": cid, "gate": "clone", "status": "pass" if ok else "fail", "observed": observed,
+            "expected": expected, "message": message}
+
+
+def production_names(settings: dict[str, Any]) -> list[str]:
+    names = [settings.get("production_database") or "", *list(settings.get("allowed_databases") or [])]
+    return sorted({n for n in names if n})
+
+
+def name_rule_problems(clone_db: str, prefix: str, min_length: int, suffix_regex: str,
+                       production: list[str]) -> list[str]:
+    """Why the configured clone name or prefix breaks the naming rule (empty when it holds).
+
+    The prefix is literal: `_` and `%` are plain characters, and a prefix holding a pattern
+    character is refused outright (the operator meant a literal prefix, nothing looser).
+    """
+    problems: list[str] = []
+    if len(prefix) < max(1, int(min_length)):
+        problems.append(f"prefix {prefix!r} is shorter than {int(min_length)} characters")
+    bad = [c for c in WILDCARDS if c in prefix]
+    if bad:
+        problems.append(f"prefix {prefix!r} contains the pattern character {bad[0]!r} "
+                        "(give the literal prefix)")
+    if prefix:
+        caught = [n for n in production if n.startswith(prefix)]
+        if caught:
+            problems.append(f"prefix {prefix!r} also matches production/allowlisted {caught[0]!r}")
+    if not clone_db:
+        problems.append("the clone database name is empty")
+    elif not prefix or not clone_db.startswith(prefix):
+        problems.append(f"{clone_db!r} does not start with exactly {prefix!r}")
+    else:
+        suffix = clone_db[len(prefix):]
+        if not suffix:
+            problems.append(f"{clone_db!r} is the bare prefix (no suffix)")
+        elif suffix_regex:
+            try:
+                if re.fullmatch(suffix_regex, suffix) is None:
+                    problems.append(f"suffix {suffix!r} of {clone_db!r} does not match {suffix_regex!r}")
+            except re.error as exc:
+                problems.append(f"the suffix regex {suffix_regex!r} is invalid: {exc}")
+    if clone_db in production:
+        problems.append(f"{clone_db!r} is a production/allowlisted database name")
+    return problems
+
+
+def _ok(result: dict[str, Any]) -> bool:
+    return bool(result) and not result.get("failed") and "identity" in result
+
+
+def _why_not_observed(result: dict[str, Any]) -> str:
+    if not result:
+        return "not observed: the clone_isolation module did not run"
+    return f"not observed: {result.get('msg') or 'the clone_isolation module failed'}"
+
+
+def check_name_pattern(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid, db, prefix = "clone.name_pattern", s["database"], s["prefix"]
+    expected = {"database": db, "prefix": prefix, "suffix_regex": s.get("suffix_regex") or None}
+    problems = name_rule_problems(db, prefix, s.get("prefix_min_length", 1), s.get("suffix_regex") or "",
+                                  production_names(s))
+    if problems:
+        return record(cid, False, {"configured": db}, expected, "; ".join(problems))
+    if not _ok(result):
+        return record(cid, False, None, expected, _why_not_observed(result))
+    current = result["identity"]["database"]
+    if current != db:
+        return record(cid, False, {"current_database": current}, expected,
+                      f"current_database() is {current!r}, not the configured clone {db!r}")
+    return record(cid, True, {"current_database": current}, expected,
+                  f"current_database() = {current!r}, starts with exactly {prefix!r}")
+
+
+def same_database(clone: dict[str, Any], prod: dict[str, Any]) -> bool | None:
+    """True when both identities name one database on one server; None when it cannot be told."""
+    same_server = None
+    if clone.get("system_identifier") and prod.get("system_identifier"):
+        same_server = clone["system_identifier"] == prod["system_identifier"]
+    elif clone.get("address") and prod.get("address"):
+        same_server = (clone["address"], clone.get("port")) == (prod["address"], prod.get("port"))
+    if same_server is False:
+        return False
+    if same_server is None:
+        return None
+    if clone.get("database_oid") is not None and prod.get("database_oid") is not None:
+        return clone["database_oid"] == prod["database_oid"] or clone.get("database") == prod.get("database")
+    return clone.get("database") == prod.get("database")
+
+
+def check_not_production(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid, db = "clone.not_production", s["database"]
+    names = production_names(s)
+    expected = {"not_in": names, "identity_differs_from_production": True}
+    if db in names:
+        return record(cid, False, {"configured": db}, expected,
+                      f"the clone {db!r} is a production/allowlisted database name")
+    if not _ok(result):
+        return record(cid, False, None, expected, _why_not_observed(result))
+    ident = result["identity"]
+    if ident["database"] in names:
+        return record(cid, False, ident, expected, f"connected to production database {ident['database']!r}")
+    prod = s.get("production_identity")
+    if not prod:
+        return record(cid, True, ident, expected,
+                      f"{ident['database']!r} is no production name; production identity not available "
+                      "(production gate not run): names compared, identities not")
+    same = same_database(ident, prod)
+    if same:
+        return record(cid, False, ident, expected,
+                      f"the clone channel reaches the production database {prod.get('database')!r} "
+                      f"(oid {prod.get('database_oid')}) on the same server")
+    how = "different server" if same is False or ident.get("database_oid") is None else "different database"
+    if same is None:
+        how = "server identity not comparable (no system identifier or address); names differ"
+    elif same is False and ident.get("system_identifier") == prod.get("system_identifier"):
+        how = "same server, different database"
+    return record(cid, True, ident, expected,
+                  f"{ident['database']!r} (oid {ident.get('database_oid')}) is not production "
+                  f"{prod.get('database')!r} (oid {prod.get('database_oid')}): {how}")
+
+
+def _sections(result: dict[str, Any], *names: str) -> str | None:
+    """The reason a check cannot be judged: module failure or an error in one of its sections."""
+    if not _ok(result):
+        return _why_not_observed(result)
+    errors = result.get("errors") or {}
+    for n in names:
+        if errors.get(n):
+            return errors[n]
+    return None
+
+
+def _session_line(r: dict[str, Any]) -> str:
+    if not r.get("visible", True):
+        return f"pid {r.get('pid')} ({r.get('backend_type')}, details hidden)"
+    return (f"pid {r.get('pid')} user={r.get('user')} app={r.get('application') or '-'} "
+            f"client={r.get('client_addr') or 'local'} state={r.get('state')} since={r.get('since')}")
+
+
+def check_foreign_sessions(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid = "clone.foreign_sessions"
+    expected = {"foreign": 0, "prepared": 0, "slots": 0, "can_see_all": True}
+    why = _sections(result, "sessions")
+    if why:
+        return record(cid, False, None, expected, why)
+    ses = result["sessions"]
+    observed = {k: ses.get(k) for k in ("login", "can_see_all", "foreign", "prepared", "slots", "ignored")}
+    if not ses.get("can_see_all"):
+        return record(cid, False, observed, expected,
+                      f"cannot see other sessions' details: login {ses.get('login')!r} is neither superuser "
+                      "nor a member of pg_read_all_stats (never read as 'none')")
+    hidden = [r for r in ses.get("foreign") or [] if not r.get("visible", True)]
+    if hidden:
+        return record(cid, False, observed, expected,
+                      f"cannot see the details of {len(hidden)} session(s) on the clone")
+    offenders = [_session_line(r) for r in ses.get("foreign") or []]
+    offenders += [f"prepared transaction {p.get('gid')!r} by {p.get('owner')}"
+                  for p in ses.get("prepared") or []]
+    offenders += [f"replication slot {x.get('slot_name')!r} ({x.get('plugin')})"
+                  for x in ses.get("slots") or []]
+    if offenders:
+        more = f" (+{len(offenders) - MAX_LISTED} more)" if len(offenders) > MAX_LISTED else ""
+        return record(cid, False, observed, expected,
+                      f"{len(offenders)} foreign on the clone: {'; '.join(offenders[:MAX_LISTED])}{more}")
+    return record(cid, True, observed, expected, "no backend on the clone but our own")
+
+
+def check_app_binding(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid, db = "clone.app_binding", s["database"]
+    expected = {"binding_is_not": db, "app_connect_on_clone": False}
+    if not s.get("app_role"):
+        return record(cid, False, None, expected, "no app role configured (gate0_clone_app_role)")
+    why = _sections(result, "app")
+    if why:
+        return record(cid, False, None, expected, why)
+    app = result["app"]
+    bind = app.get("binding") or {}
+    observed = {"role": app.get("role"), "role_exists": app.get("role_exists"),
+                "connect_on_clone": app.get("connect_on_clone"), "binding": bind}
+    if not app.get("role_exists"):
+        return record(cid, False, observed, expected,
+                      f"app role {app.get('role')!r} does not exist on the server")
+    if app.get("connect_on_clone") is not False:
+        return record(cid, False, observed, expected, f"app role {app.get('role')!r} has CONNECT on {db!r}")
+    if bind.get("error"):
+        return record(cid, False, observed, expected, bind["error"])
+    if bind.get("source") in (None, "none"):
+        return record(cid, True, observed, expected,
+                      f"app role {app.get('role')!r} has no CONNECT on the clone; binding source not "
+                      "configured (gate0_clone_app_binding_source: none)")
+    if bind.get("value") == db:
+        return record(cid, False, observed, expected,
+                      f"the app is bound to the clone: {bind.get('variable')}={bind.get('value')} "
+                      f"in {bind.get('where')}")
+    return record(cid, True, observed, expected,
+                  f"app binds {bind.get('variable')}={bind.get('value')}; role {app.get('role')!r} "
+                  "has no CONNECT on the clone")
+
+
+def check_dispatch(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid = "clone.dispatch_disabled"
+    expected = {"registry_active": 0, "outbound_active": 0}
+    why = _sections(result, "dispatch")
+    if why:
+        return record(cid, False, None, expected, why)
+    disp = result["dispatch"]
+    reg = disp["registry"]
+    outbound = disp.get("outbound") or {}
+    observed = {"registry_rows": reg["rows"], "registry_active": reg["active"],
+                "outbound": {k: v.get("active") for k, v in outbound.items()}}
+    if reg["rows"] == 0:
+        return record(cid, False, observed, expected,
+                      f"no rows of {reg['relation']} in scope {reg.get('scope')} (check the profile's scope)")
+    problems = []
+    if reg["active"]:
+        key = ((s.get("profile") or {}).get("dispatch") or {}).get("registry_key")
+        names = [str(r.get(key, r)) if isinstance(r, dict) else str(r) for r in reg["active"]]
+        problems.append(f"{len(names)} active in {reg['relation']}: {', '.join(names[:MAX_LISTED])}")
+    problems += [f"{v['active']} active in {name}" for name, v in outbound.items() if v.get("active")]
+    if problems:
+        return record(cid, False, observed, expected, "; ".join(problems))
+    mech = ", ".join(f"{n} {v['rows']} rows" for n, v in outbound.items())
+    return record(cid, True, observed, expected,
+                  f"{reg['rows']} rows of {reg['relation']} in scope all inactive"
+                  + (f"; none active in {mech}" if mech else ""))
+
+
+def check_outbox_guard(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cid = "clone.outbox_guard"
+    outbox = (s.get("profile") or {}).get("outbox") or {}
+    want_fn = str(outbox.get("function", ""))
+    expected = {"trigger": outbox.get("trigger"), "enabled": list(ENABLED),
+                "timing": "BEFORE INSERT FOR EACH ROW",
+                "function": want_fn, "probe_rejected": bool(s.get("outbox_probe", True))}
+    why = _sections(result, "outbox")
+    if why:
+        return record(cid, False, None, expected, why)
+    box = result["outbox"]
+    trig = box.get("trigger") or {}
+    probe = box.get("probe") or {}
+    observed = {"trigger": trig, "probe": probe}
+    name = f"trigger {trig.get('name')!r} on {box.get('relation')}"
+    if not trig.get("exists"):
+        return record(cid, False, observed, expected, f"{name} does not exist")
+    problems = []
+    if trig.get("enabled") not in ENABLED:
+        problems.append(f"{name} is disabled (tgenabled={trig.get('enabled')!r})")
+    if not (trig.get("before") and trig.get("insert") and trig.get("row")):
+        problems.append(f"{name} is not BEFORE INSERT FOR EACH ROW")
+    if trig.get("has_when"):
+        problems.append(f"{name} has a WHEN condition (may not fire)")
+    fn_parts = want_fn.split(".")
+    got_fn = [trig.get("function_schema"), trig.get("function")][-len(fn_parts):]
+    if got_fn != fn_parts:
+        problems.append(f"{name} calls {trig.get('function_schema')}.{trig.get('function')}, not {want_fn}")
+    if s.get("outbox_probe", True):
+        problems += _probe_problems(probe, want_fn)
+    if problems:
+        return record(cid, False, observed, expected, "; ".join(problems))
+    if not s.get("outbox_probe", True):
+        return record(cid, True, observed, expected,
+                      f"{name} enabled, calls {want_fn}; probe disabled (gate0_clone_outbox_probe: false)")
+    return record(cid, True, observed, expected,
+                  f"{name} enabled, calls {want_fn}; probe insert of {probe.get('event_type')!r} rejected "
+                  f"({probe.get('sqlstate')}) and rolled back, nothing written")
+
+
+def _probe_problems(probe: dict[str, Any], want_fn: str) -> list[str]:
+    if not probe.get("ran"):
+        return [f"probe not run: {probe.get('reason') or 'unknown reason'}"]
+    if probe.get("reason"):
+        return [f"probe failed: {probe['reason']}"]
+    out = []
+    if not probe.get("rejected"):
+        out.append(f"probe insert of inactive type {probe.get('event_type')!r} was NOT rejected")
+    elif not probe.get("from_function"):
+        out.append(f"probe insert was rejected, but not by {want_fn}: {probe.get('message')}")
+    if probe.get("xid_assigned"):
+        out.append(f"the probe was assigned transaction id {probe['xid_assigned']} (it wrote something)")
+    if not probe.get("rolled_back"):
+        out.append("the probe transaction was not confirmed rolled back")
+    return out
+
+
+def _count_check(cid: str, result: dict[str, Any], section: str,
+                 judge: Callable[[dict[str, Any]], tuple[bool, Any, Any, str]]) -> Record:
+    why = _sections(result, section)
+    if why:
+        return record(cid, False, None, None, why)
+    ok, observed, expected, message = judge(result[section])
+    return record(cid, ok, observed, expected, message)
+
+
+def check_worker_lease(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    want = int(((s.get("profile") or {}).get("lease") or {}).get("expected", 0))
+
+    def judge(lease: dict[str, Any]) -> tuple[bool, Any, Any, str]:
+        ok = lease["rows"] == want
+        return ok, lease["rows"], want, (f"{lease['relation']} = {lease['rows']} rows"
+                                         + ("" if ok else f", expected {want} (a worker holds a lease)"))
+    return _count_check("clone.worker_lease", result, "lease", judge)
+
+
+def check_seed(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    want = int(((s.get("profile") or {}).get("seed") or {}).get("expected", 0))
+
+    def judge(seed: dict[str, Any]) -> tuple[bool, Any, Any, str]:
+        marked, total = seed["marked"], seed["total"]
+        observed = {"marked": marked, "total": total}
+        head = f"{seed['relation']}: {marked} rows by {seed['marker']!r}, {total} in all"
+        if marked != want:
+            return False, observed, {"marked": want, "total": want}, f"{head}; expected {want} by the marker"
+        if total != want:
+            return False, observed, {"marked": want, "total": want}, \
+                f"{head}; {total - marked} rows without the marker (expected no more, no fewer than {want})"
+        return True, observed, {"marked": want, "total": want}, head
+    return _count_check("clone.seed_present", result, "seed", judge)
+
+
+def check_coverage(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cov_p = (s.get("profile") or {}).get("coverage") or {}
+    want_gap, want_cells = int(cov_p.get("expected_gap", 0)), int(cov_p.get("expected_cells", 0))
+
+    def judge(cov: dict[str, Any]) -> tuple[bool, Any, Any, str]:
+        observed = {"gap_rows": cov["gap_rows"], "cells": cov["cells"], "cell_counts": cov.get("cell_counts")}
+        expected = {"gap_rows": want_gap, "cells": want_cells}
+        line = f"{cov['gap_relation']} = {cov['gap_rows']} of {cov['cells']} cells"
+        ok = cov["gap_rows"] == want_gap and cov["cells"] == want_cells
+        return ok, observed, expected, line + ("" if ok else f", expected {want_gap} of {want_cells}")
+    return _count_check("clone.coverage", result, "coverage", judge)
+
+
+def check_candidates(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    cand_p = (s.get("profile") or {}).get("candidates") or {}
+    want = {k: int(v) for k, v in (cand_p.get("expected") or {}).items()}
+    want_cursor = {k: str(v) for k, v in ((cand_p.get("cursor") or {}).get("fields") or {}).items()}
+
+    def judge(cand: dict[str, Any]) -> tuple[bool, Any, Any, str]:
+        counts = cand.get("counts") or {}
+        observed = {"counts": counts, "cursor": cand.get("cursor")}
+        expected = {"counts": want, "cursor": [want_cursor] if want_cursor else []}
+        off = [f"{k}={counts.get(k)} (expected {v})" for k, v in want.items() if counts.get(k) != v]
+        off += [f"{k} not in the expectations" for k in counts if k not in want]
+        rows = cand.get("cursor") or []
+        if want_cursor and [{k: r.get(k) for k in want_cursor} for r in rows] != [want_cursor]:
+            off.append(f"cursor {rows} (expected one row {want_cursor})")
+        line = ", ".join(f"{k}={v}" for k, v in counts.items())
+        if want_cursor and rows:
+            line += " (" + ", ".join(f"{k} {rows[0].get(k)}" for k in want_cursor) + ")"
+        return (not off), observed, expected, (line if not off else "off bound: " + "; ".join(off))
+    return _count_check("clone.candidate_state", result, "candidates", judge)
+
+
+def check_rollback_plan(_result: dict[str, Any], s: dict[str, Any]) -> Record:
+    plan = s.get("rollback_plan") or {}
+    path = plan.get("path")
+    observed = {"path": path, "exists": bool(plan.get("exists")), "chars": int(plan.get("chars") or 0)}
+    expected = {"exists": True, "non_empty": True}
+    if not path:
+        return record("clone.rollback_plan", False, observed, expected,
+                      "no plan file named (gate0_clone_rollback_plan)")
+    if not plan.get("exists"):
+        return record("clone.rollback_plan", False, observed, expected, f"plan file {path} does not exist")
+    if not str(plan.get("text") or "").strip():
+        return record("clone.rollback_plan", False, observed, expected, f"plan file {path} is empty")
+    return record("clone.rollback_plan", True, observed, expected,
+                  f"plan file {path} ({observed['chars']} chars)")
+
+
+CHECKS = (check_name_pattern, check_not_production, check_foreign_sessions, check_app_binding, check_dispatch,
+          check_outbox_guard, check_worker_lease, check_seed, check_coverage, check_candidates,
+          check_rollback_plan)
+
+
+def gate0_clone_checks(result: dict[str, Any] | None, settings: dict[str, Any]) -> list[Record]:
+    """Every clone.* record from the module's result (possibly failed) and the role's settings."""
+    return [check(result or {}, settings) for check in CHECKS]
+
+
+def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """The clone part of the report: what was observed (no secrets; the module returns none)."""
+    r = result or {}
+    keys = ("identity", "sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates",
+            "errors", "timings")
+    out = {k: r.get(k) for k in keys}
+    out["database"] = settings.get("database")
+    out["error"] = r.get("msg") if r.get("failed") else None
+    return out
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "gate0_clone_checks": gate0_clone_checks,
+            "gate0_clone_report": gate0_clone_report,
+            "gate0_clone_name_problems": name_rule_problems,
+        }
