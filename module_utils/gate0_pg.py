@@ -8,6 +8,7 @@ into fail_json. Connection options live here once (argument spec) and once in th
 from __future__ import annotations
 
 import re
+import sys
 import time
 from typing import Any
 
@@ -25,9 +26,11 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without psyc
     PSYCOPG2_IMPORT_ERROR = str(exc)
 
 APPLICATION_NAME = "gate0"
+# One line, naming the interpreter that lacks it (the database host's, when run over SSH).
 PSYCOPG2_HINT = (
-    "psycopg2 is required on the host that runs this module: install the OS package "
-    "python3-psycopg2 (Debian/Ubuntu/RHEL) or pip install psycopg2-binary"
+    f"psycopg2 is required on the host that runs this module (Python {sys.executable}): install the "
+    "OS package python3-psycopg2 (Debian/Ubuntu/RHEL; the role does with gate0_install_psycopg2: true) "
+    "or pip install psycopg2-binary"
 )
 
 # Settings pinned in every gate0 transaction so that text output (and so content hashes) does not
