@@ -70,6 +70,9 @@ test: lint pytest
 bench: venv lab-up
 	$(BIN)/python bench/run.py
 
+bench-fingerprint: venv lab-up
+	$(BIN)/python bench/fingerprint.py
+
 # The test topology (topo/topo.sh): controller -> SSH -> database host (a network namespace) ->
 # `postgres` and `directus` containers (podman, the docker CLI). Root only; installs what it needs.
 topo-up: pg

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Speed of pg_fingerprint on the lab: the seed's 15 targets, and content-hash throughput.
+
+Prints (median of several runs, milliseconds):
+  - the 15-target fingerprint as the gate takes it (counts + hashes + proof + clone probe), and the
+    15 counts alone (no hashes);
+  - content-hash throughput on system_issues (200k rows) and on a generated 2M-row table (made in a
+    scratch database of the lab, dropped afterwards);
+  - the longest single statement against the statement timeout (target: under 30 %).
+
+  GATE0_LAB_PORT=55432 .venv/bin/python bench/fingerprint.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from module_utils.gate0_pg import begin, pg_argument_spec  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("pg_fingerprint", REPO / "library" / "pg_fingerprint.py")
+fp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fp)
+
+SCRATCH_DB = "gate0_bench_scratch"
+BIG_ROWS = 2_000_000
+
+
+def lab_dsn() -> str:
+    out = subprocess.run([str(REPO / "lab" / "lab.sh"), "dsn"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def params(**over: Any) -> dict[str, Any]:
+    defaults = yaml.safe_load((REPO / "roles" / "gate0" / "defaults" / "main.yml").read_text())
+    p = {k: v.get("default") for k, v in pg_argument_spec().items()}
+    p.update(
+        login_host="127.0.0.1",
+        login_port=int(os.environ.get("GATE0_LAB_PORT", "55432")),
+        login_user="context_pack_readonly",
+        login_password=(REPO / ".lab" / "secrets" / "context_pack_readonly.pw").read_text().strip(),
+        login_db="directus",
+        allowed_databases=["directus"],
+        clone_database="directus_gov_test_20260602",
+        clone_login_host=None,
+        clone_login_port=None,
+        targets=defaults["gate0_production_targets"],
+        baseline=defaults["gate0_production_baseline"],
+        hash_chunk_rows=50000,
+    )
+    p.update(over)
+    return p
+
+
+def fingerprint(p: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    fp.run(p, result)
+    return result
+
+
+def median_runs(p: dict[str, Any], runs: int) -> tuple[float, dict[str, Any]]:
+    times, last = [], {}
+    for _ in range(runs):
+        last = fingerprint(p)
+        times.append(last["duration_ms"])
+    return statistics.median(times), last
+
+
+def hash_throughput(dsn: str, table: str, rows: int, p: dict[str, Any], runs: int) -> tuple[float, int]:
+    """Median ms to hash `table` as pg_fingerprint does, and its longest single statement (ms)."""
+    times, longest = [], 0
+    for _ in range(runs):
+        conn = psycopg2.connect(dsn)
+        try:
+            begin(conn, p)
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
+                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE c.oid = to_regclass(%s)",
+                (table,),
+            )
+            oid, name, kind, nsp, rel = cur.fetchone()
+            timer = fp.Timer()
+            start = time.monotonic()
+            fp.hash_target(
+                cur,
+                timer,
+                table,
+                {"relation": table, "hash": True},
+                {"oid": oid, "name": name, "kind": kind, "ident": [nsp, rel]},
+                p,
+                rows,
+            )
+            times.append((time.monotonic() - start) * 1000)
+            longest = max(longest, timer.longest_ms)
+            cur.execute("ROLLBACK")
+        finally:
+            conn.close()
+    return statistics.median(times), longest
+
+
+def su(dsn: str, db: str, statement: str) -> None:
+    conn = psycopg2.connect(f"{dsn} dbname={db}")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    p = params()
+    timeout = p["statement_timeout"]
+    print(
+        f"pg_fingerprint bench (lab port {p['login_port']}, statement_timeout {timeout} ms, "
+        f"median of {args.runs})"
+    )
+
+    full_ms, full = median_runs(p, args.runs)
+    t = full["timings"]
+    print(
+        f"  15 targets, hashes + proof + clone probe : {full_ms:7.0f} ms  (proof {t.get('proof_ms')} ms, "
+        f"targets {t.get('targets_ms')} ms, {t['statements']} target statements)"
+    )
+    counts_only = {n: {k: v for k, v in s.items() if k != "hash"} for n, s in p["targets"].items()}
+    counts_ms, counts = median_runs(params(targets=counts_only), args.runs)
+    print(
+        f"  15 targets, counts only (no hashes)      : {counts_ms:7.0f} ms  (targets "
+        f"{counts['timings'].get('targets_ms')} ms)"
+    )
+
+    dsn = lab_dsn()
+    si_ms, si_longest = hash_throughput(f"{dsn} dbname=directus", "system_issues", 200480, p, args.runs)
+    print(
+        f"  content hash system_issues (200,480 rows): {si_ms:7.0f} ms  = "
+        f"{200480 / si_ms * 1000:,.0f} rows/s, longest statement {si_longest} ms"
+    )
+
+    su(dsn, "postgres", f"DROP DATABASE IF EXISTS {SCRATCH_DB}")
+    su(dsn, "postgres", f"CREATE DATABASE {SCRATCH_DB}")
+    try:
+        su(
+            dsn,
+            SCRATCH_DB,
+            "CREATE TABLE big (id bigint PRIMARY KEY, code text NOT NULL, n integer, "
+            f"at timestamptz NOT NULL); INSERT INTO big SELECT g, md5(g::text), g % 1000, "
+            f"timestamptz '2025-01-01' + g * interval '1 second' FROM generate_series(1, {BIG_ROWS}) "
+            "AS g; ANALYZE big",
+        )
+        big_ms, big_longest = hash_throughput(
+            f"{dsn} dbname={SCRATCH_DB}", "big", BIG_ROWS, p, max(1, args.runs // 2)
+        )
+        print(
+            f"  content hash big (2,000,000 rows)        : {big_ms:7.0f} ms  = "
+            f"{BIG_ROWS / big_ms * 1000:,.0f} rows/s, longest statement {big_longest} ms"
+        )
+    finally:
+        su(dsn, "postgres", f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+
+    longest = max(t["longest_statement_ms"], si_longest, big_longest)
+    share = longest / timeout * 100
+    print(
+        f"  longest single statement                 : {longest:7d} ms  = {share:.0f}% of the "
+        f"{timeout} ms statement timeout (target < 30%): {'OK' if share < 30 else 'OVER'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

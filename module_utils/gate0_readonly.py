@@ -1,0 +1,401 @@
+"""The read-only proof of a PostgreSQL role: every way it could write, each checked on the server.
+
+`READ ONLY` is a session setting any client can switch off, so the boundary is the role's own
+privileges. `read_only_proof(cur)` runs in the caller's (read-only) transaction and returns findings
+`{check, ok, detail, versions}`; a finding that is not ok names the objects and the role.
+
+The role is checked together with every role it is a member of, directly or inherited, with or
+without INHERIT (a member can `SET ROLE` and write as that role). Version differences are data:
+tables below keyed by `server_version_num`, so supporting another major version is an edit here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Predefined roles whose membership lets a role write or disturb production:
+# name -> (first server_version_num that has it, why it counts as a write path).
+PREDEFINED_WRITE_ROLES: dict[str, tuple[int, str]] = {
+    "pg_write_all_data": (140000, "INSERT/UPDATE/DELETE on every table"),
+    "pg_database_owner": (140000, "owner of the current database"),
+    "pg_write_server_files": (110000, "writes files on the server"),
+    "pg_execute_server_program": (110000, "runs programs on the server"),
+    "pg_signal_backend": (90600, "cancels or terminates other sessions"),
+    "pg_create_subscription": (160000, "creates subscriptions that write replicated rows"),
+    "pg_maintain": (170000, "VACUUM/CLUSTER/REFRESH MATERIALIZED VIEW/REINDEX/LOCK on every relation"),
+    "pg_signal_autovacuum_worker": (180000, "terminates autovacuum workers"),
+}
+# Predefined roles that only read (fine to hold): listed so a reader sees they were considered.
+PREDEFINED_READ_ROLES: tuple[str, ...] = (
+    "pg_read_all_data",
+    "pg_read_all_settings",
+    "pg_read_all_stats",
+    "pg_stat_scan_tables",
+    "pg_monitor",
+    "pg_read_server_files",
+    "pg_checkpoint",
+    "pg_use_reserved_connections",
+)
+# Role attributes that are write paths by themselves: attribute -> pg_roles column.
+ROLE_ATTRIBUTES: dict[str, str] = {
+    "superuser": "rolsuper",
+    "bypassrls": "rolbypassrls",
+    "createrole": "rolcreaterole",
+    "createdb": "rolcreatedb",
+    "replication": "rolreplication",
+}
+# Table privileges that write (or lock/rewrite): privilege -> first server_version_num.
+TABLE_WRITE_PRIVILEGES: dict[str, int] = {
+    "INSERT": 0,
+    "UPDATE": 0,
+    "DELETE": 0,
+    "TRUNCATE": 0,
+    "TRIGGER": 0,
+    "REFERENCES": 0,
+    "MAINTAIN": 170000,
+}
+# Relations PUBLIC may "write" without changing anything shared: UPDATE on pg_settings is SET.
+SESSION_LOCAL_RELATIONS: tuple[str, ...] = ("pg_catalog.pg_settings",)
+COLUMN_WRITE_PRIVILEGES: tuple[str, ...] = ("INSERT", "UPDATE", "REFERENCES")
+SEQUENCE_WRITE_PRIVILEGES: tuple[str, ...] = ("USAGE", "UPDATE")
+# From this version large-object writes are refused inside READ ONLY transactions (before it,
+# lo_create/lowrite/lo_unlink work in them: privileges are then the only boundary).
+LO_READ_ONLY_ENFORCED_FROM = 160000
+# Extensions that open their own sessions (possibly as another role, possibly to another server).
+SESSION_EXTENSION_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "dblink": ("dblink_connect", "dblink_connect_u", "dblink_exec", "dblink"),
+    "pg_background": ("pg_background_launch",),
+}
+DETAIL_LIMIT = 8
+
+# A finding's item: (text naming the object and the role, the role(s) it holds through, '/'-joined).
+Item = tuple[str, str]
+
+_ROLES_CTE = "WITH roles AS (SELECT oid, rolname FROM pg_roles WHERE oid = ANY(%(roles)s::oid[]))"
+
+
+def _versions(min_num: int = 0) -> str:
+    return "all" if min_num <= 0 else f">= {min_num // 10000}"
+
+
+def _finding(
+    check: str, items: list[Item] | list[str], ok_detail: str, versions: str = "all", what: str = ""
+) -> dict[str, Any]:
+    """A finding: ok when `items` is empty; otherwise the detail names the first few items."""
+    items = [i[0] if isinstance(i, tuple) else i for i in items]
+    if not items:
+        return {"check": check, "ok": True, "detail": ok_detail, "versions": versions}
+    shown = ", ".join(items[:DETAIL_LIMIT])
+    more = f" and {len(items) - DETAIL_LIMIT} more" if len(items) > DETAIL_LIMIT else ""
+    return {"check": check, "ok": False, "detail": f"{what}{shown}{more}", "versions": versions}
+
+
+def _rows(cur: Any, query: str, params: dict[str, Any]) -> list[tuple]:
+    """Run `query` with the CTE `roles` (the role and every role it belongs to) in front of it."""
+    cur.execute(_ROLES_CTE + query, params)
+    return cur.fetchall()
+
+
+def role_closure(cur: Any) -> list[dict[str, Any]]:
+    """current_user and every role it is a member of (direct or inherited, any INHERIT/SET option)."""
+    cols = ", ".join(f"r.{c}" for c in ROLE_ATTRIBUTES.values())
+    cur.execute(
+        f"SELECT r.oid::bigint, r.rolname, r.rolname = current_user, {cols} FROM pg_roles AS r "
+        "WHERE r.rolname = current_user OR pg_has_role(current_user, r.oid, 'MEMBER') "
+        "ORDER BY r.rolname = current_user DESC, r.rolname"
+    )
+    out = []
+    for row in cur.fetchall():
+        attrs = dict(zip(ROLE_ATTRIBUTES, row[3:], strict=True))
+        out.append({"oid": row[0], "name": row[1], "self": row[2], **attrs})
+    return out
+
+
+def _attribute_findings(closure: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for attr in ROLE_ATTRIBUTES:
+        holders = [r["name"] if r["self"] else f"{r['name']} (member of)" for r in closure if r[attr]]
+        out.append(
+            _finding(
+                attr,
+                holders,
+                f"no {attr.upper()} attribute on the role or its roles",
+                what=f"{attr.upper()} held by ",
+            )
+        )
+    return out
+
+
+def _table_privileges(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
+    privs = [k for k, v in TABLE_WRITE_PRIVILEGES.items() if version >= v]
+    rows = _rows(
+        cur,
+        """
+        SELECT c.oid::regclass::text, string_agg(DISTINCT pr.priv, '/'), string_agg(DISTINCT r.rolname, '/')
+        FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND has_table_privilege(r.oid, c.oid, pr.priv)
+          AND NOT EXISTS (SELECT 1 FROM unnest(%(local)s::text[]) AS l(n) WHERE to_regclass(l.n) = c.oid)
+        GROUP BY 1 ORDER BY 1 LIMIT 200""",
+        {**p, "privs": privs, "local": list(SESSION_LOCAL_RELATIONS)},
+    )
+    return [(f"{rel} ({priv} as {who})", who) for rel, priv, who in rows]
+
+
+def _column_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
+    rows = _rows(
+        cur,
+        """
+        SELECT c.oid::regclass::text || '.' || quote_ident(a.attname), pr.priv, r.rolname
+        FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+        CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
+        WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+          AND has_column_privilege(r.oid, c.oid, a.attnum, pr.priv)
+        ORDER BY 1, 2 LIMIT 200""",
+        {**p, "privs": list(COLUMN_WRITE_PRIVILEGES)},
+    )
+    return [(f"{col} ({priv} as {who})", who) for col, priv, who in rows]
+
+
+def _ownership(cur: Any, p: dict[str, Any]) -> list[Item]:
+    rows = _rows(
+        cur,
+        """
+        SELECT kind, name, r.rolname FROM (
+            SELECT 'database' AS kind, quote_ident(datname) AS name, datdba AS owner
+            FROM pg_database WHERE datname = current_database()
+            UNION ALL SELECT 'schema', quote_ident(nspname), nspowner FROM pg_namespace
+            UNION ALL SELECT 'relation', oid::regclass::text, relowner FROM pg_class
+            UNION ALL SELECT 'function', oid::regprocedure::text, proowner FROM pg_proc
+            UNION ALL SELECT 'large object', oid::text, lomowner FROM pg_largeobject_metadata
+        ) AS o JOIN roles AS r ON r.oid = o.owner
+        ORDER BY 1, 2 LIMIT 200""",
+        p,
+    )
+    return [(f"{kind} {name} (owned by {who})", who) for kind, name, who in rows]
+
+
+def _create_privileges(cur: Any, p: dict[str, Any]) -> tuple[list[Item], list[str]]:
+    rows = _rows(
+        cur,
+        """
+        SELECT 'database ' || quote_ident(current_database()), r.rolname, 'CREATE' FROM roles AS r
+        WHERE has_database_privilege(r.oid, current_database(), 'CREATE')
+        UNION ALL
+        SELECT 'schema ' || quote_ident(n.nspname), r.rolname, 'CREATE'
+        FROM pg_namespace AS n CROSS JOIN roles AS r WHERE has_schema_privilege(r.oid, n.oid, 'CREATE')
+        UNION ALL
+        SELECT 'database ' || quote_ident(current_database()), r.rolname, 'TEMPORARY' FROM roles AS r
+        WHERE has_database_privilege(r.oid, current_database(), 'TEMPORARY')
+        ORDER BY 1, 2 LIMIT 200""",
+        p,
+    )
+    create = [(f"{obj} (as {who})", who) for obj, who, priv in rows if priv == "CREATE"]
+    temp = sorted({who for _obj, who, priv in rows if priv == "TEMPORARY"})
+    return create, temp
+
+
+def _sequence_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
+    rows = _rows(
+        cur,
+        """
+        SELECT c.oid::regclass::text, string_agg(DISTINCT pr.priv, '/'), string_agg(DISTINCT r.rolname, '/')
+        FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv) CROSS JOIN roles AS r
+        WHERE c.relkind = 'S' AND has_sequence_privilege(r.oid, c.oid, pr.priv)
+        GROUP BY 1 ORDER BY 1 LIMIT 200""",
+        {**p, "privs": list(SEQUENCE_WRITE_PRIVILEGES)},
+    )
+    return [(f"{seq} ({priv} as {who})", who) for seq, priv, who in rows]
+
+
+def _security_definer(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
+    """EXECUTE on SECURITY DEFINER functions whose owner can write (owner = the function's power)."""
+    privs = [
+        k
+        for k, v in TABLE_WRITE_PRIVILEGES.items()
+        if version >= v and k in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "MAINTAIN")
+    ]
+    rows = _rows(
+        cur,
+        """
+        SELECT f.oid::regprocedure::text, pg_get_userbyid(f.proowner), string_agg(DISTINCT r.rolname, '/')
+        FROM pg_proc AS f CROSS JOIN roles AS r
+        WHERE f.prosecdef AND has_function_privilege(r.oid, f.oid, 'EXECUTE')
+          AND (EXISTS (SELECT 1 FROM pg_roles AS o WHERE o.oid = f.proowner
+                       AND (o.rolsuper OR o.rolcreaterole OR o.rolcreatedb OR o.rolbypassrls))
+               OR EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = f.proowner)
+               OR EXISTS (SELECT 1 FROM pg_namespace AS n WHERE n.nspowner = f.proowner)
+               OR has_database_privilege(f.proowner, current_database(), 'CREATE')
+               OR EXISTS (SELECT 1 FROM pg_namespace AS n
+                          WHERE has_schema_privilege(f.proowner, n.oid, 'CREATE'))
+               OR EXISTS (SELECT 1 FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv)
+                          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                            AND has_table_privilege(f.proowner, c.oid, pr.priv)))
+        GROUP BY 1, 2 ORDER BY 1 LIMIT 200""",
+        {**p, "privs": privs},
+    )
+    return [(f"{fn} (owner {owner}, EXECUTE as {who})", who) for fn, owner, who in rows]
+
+
+def _large_objects(cur: Any, p: dict[str, Any], version: int) -> tuple[dict[str, Any], list[Item]]:
+    cur.execute("SELECT current_setting('lo_compat_privileges')")
+    compat = cur.fetchone()[0] == "on"
+    rows = _rows(
+        cur,
+        """
+        SELECT l.oid::text, COALESCE(r.rolname, 'PUBLIC')
+        FROM pg_largeobject_metadata AS l CROSS JOIN LATERAL aclexplode(l.lomacl) AS a
+        LEFT JOIN roles AS r ON r.oid = a.grantee
+        WHERE a.privilege_type = 'UPDATE' AND (a.grantee = 0 OR r.oid IS NOT NULL)
+        ORDER BY 1 LIMIT 200""",
+        p,
+    )
+    items: list[Item] = [(f"large object {lo} (UPDATE as {who})", who) for lo, who in rows]
+    if compat:
+        items.insert(0, ("lo_compat_privileges = on (every role may write every large object)", "PUBLIC"))
+    ro_note = (
+        "READ ONLY transactions refuse large-object writes"
+        if version >= LO_READ_ONLY_ENFORCED_FROM
+        else "READ ONLY transactions do NOT refuse large-object writes before 16: privileges are "
+        "the only boundary"
+    )
+    ok_detail = (
+        f"no UPDATE on any large object, lo_compat_privileges off; {ro_note}; creating new "
+        "large objects needs no privilege on any version (adds objects, changes no existing data)"
+    )
+    finding = _finding("large_objects", items, ok_detail, what=f"{ro_note}; writable: ")
+    finding["versions"] = f"all (read-only enforcement {_versions(LO_READ_ONLY_ENFORCED_FROM)})"
+    return finding, items
+
+
+def _session_extensions(cur: Any, p: dict[str, Any]) -> list[Item]:
+    items = []
+    for ext, functions in SESSION_EXTENSION_FUNCTIONS.items():
+        rows = _rows(
+            cur,
+            """
+            SELECT f.oid::regprocedure::text, string_agg(DISTINCT r.rolname, '/')
+            FROM pg_extension AS e JOIN pg_depend AS d
+              ON d.refobjid = e.oid AND d.refclassid = 'pg_extension'::regclass
+                 AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+            JOIN pg_proc AS f ON f.oid = d.objid CROSS JOIN roles AS r
+            WHERE e.extname = %(ext)s AND f.proname = ANY(%(fns)s::text[])
+              AND has_function_privilege(r.oid, f.oid, 'EXECUTE')
+            GROUP BY 1 ORDER BY 1""",
+            {**p, "ext": ext, "fns": list(functions)},
+        )
+        items += [(f"{ext}: EXECUTE on {fn} (as {who})", who) for fn, who in rows]
+    return items
+
+
+def _user_mappings(cur: Any, p: dict[str, Any]) -> list[Item]:
+    """Foreign-server user mappings for the role, its roles or PUBLIC (pg_user_mappings: readable by all)."""
+    rows = _rows(
+        cur,
+        """
+        SELECT m.srvname, w.fdwname, COALESCE(r.rolname, 'PUBLIC')
+        FROM pg_user_mappings AS m JOIN pg_foreign_server AS s ON s.oid = m.srvid
+        JOIN pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw
+        LEFT JOIN roles AS r ON r.oid = m.umuser
+        WHERE m.umuser = 0 OR r.oid IS NOT NULL
+        ORDER BY 1, 3""",
+        p,
+    )
+    return [(f"server {srv} ({fdw}) mapped for {who}", who) for srv, fdw, who in rows]
+
+
+def _writer_roles(closure: list[dict[str, Any]], items: list[Item], version: int) -> list[str]:
+    """Roles the login role belongs to that can write: predefined write roles, write attributes,
+    or any role some other finding names (their privileges are one SET ROLE away)."""
+    named: set[str] = set()
+    for _text, who in items:
+        named.update(who.split("/"))
+    out = []
+    for r in closure:
+        if r["self"]:
+            continue
+        pre = PREDEFINED_WRITE_ROLES.get(r["name"])
+        if pre and version >= pre[0]:
+            out.append(f"{r['name']} ({pre[1]})")
+        elif any(r[a] for a in ROLE_ATTRIBUTES) or r["name"] in named:
+            out.append(f"{r['name']} (can write: see the other findings)")
+    return out
+
+
+def read_only_proof(cur: Any, version: int) -> dict[str, Any]:
+    """Every way the login role could write, checked on the server. Raises psycopg2 errors."""
+    closure = role_closure(cur)
+    p = {"roles": [r["oid"] for r in closure]}
+    table = _table_privileges(cur, p, version)
+    column = _column_privileges(cur, p)
+    owned = _ownership(cur, p)
+    create, temp = _create_privileges(cur, p)
+    seqs = _sequence_privileges(cur, p)
+    secdef = _security_definer(cur, p, version)
+    lobj, lo_items = _large_objects(cur, p, version)
+    sessions = _session_extensions(cur, p)
+    mappings = _user_mappings(cur, p)
+    writers = _writer_roles(
+        closure, table + column + owned + create + seqs + secdef + lo_items + sessions + mappings, version
+    )
+    member_of = ", ".join(r["name"] for r in closure if not r["self"]) or "none"
+    maintain = "/MAINTAIN" if version >= TABLE_WRITE_PRIVILEGES["MAINTAIN"] else ""
+    temp_note = f" (TEMPORARY held by {', '.join(temp)}: session-local objects only)" if temp else ""
+    findings = [
+        *_attribute_findings(closure),
+        _finding(
+            "membership",
+            writers,
+            f"member of: {member_of} (none can write)",
+            versions="all (predefined write roles per version)",
+            what="member of roles that can write: ",
+        ),
+        _finding(
+            "table_privileges",
+            table,
+            f"no INSERT/UPDATE/DELETE/TRUNCATE/TRIGGER/REFERENCES{maintain} on any relation",
+            versions="all (MAINTAIN >= 17)",
+            what="write privileges on ",
+        ),
+        _finding(
+            "column_privileges",
+            column,
+            "no column-level INSERT/UPDATE/REFERENCES",
+            what="column write privileges on ",
+        ),
+        _finding(
+            "ownership", owned, "owns no database, schema, relation, function or large object", what="owns "
+        ),
+        _finding(
+            "create_privileges",
+            create,
+            f"no CREATE on the database or any schema{temp_note}",
+            what="CREATE on ",
+        ),
+        _finding("sequences", seqs, "no USAGE/UPDATE on any sequence", what="sequence privileges: "),
+        _finding(
+            "security_definer",
+            secdef,
+            "no EXECUTE on SECURITY DEFINER functions of writers",
+            what="can run as a writer: ",
+        ),
+        lobj,
+        _finding(
+            "session_extensions",
+            sessions,
+            "no dblink-like extension the role can execute",
+            what="opens other sessions: ",
+        ),
+        _finding(
+            "user_mappings",
+            mappings,
+            "no foreign-server user mapping for the role or PUBLIC",
+            what="reaches other servers: ",
+        ),
+    ]
+    return {
+        "ok": all(f["ok"] for f in findings),
+        "role": closure[0]["name"] if closure else None,
+        "roles_checked": [r["name"] for r in closure],
+        "server_version_num": version,
+        "findings": findings,
+    }

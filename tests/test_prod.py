@@ -1,0 +1,528 @@
+"""The production gate on the real lab: pg_fingerprint (module level) and prod.* (role level).
+
+Every check is made to fail by creating the unsafe situation on the lab, and seen to pass on the
+seed. Module-level tests run main() in-process with patched args (and once through `ansible -m`);
+role-level tests run the real `ansible-playbook playbooks/gate0.yml --tags prod` and read the JSON
+report (`--tags prod` leaves the other gates "not run": only prod.* records are judged here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
+
+RO = "context_pack_readonly"
+PROD_IDS = [
+    "prod.allowlist",
+    "prod.read_only_session",
+    "prod.role_cannot_write",
+    "prod.clone_unreachable",
+    "prod.baseline",
+    "prod.idle_in_transaction",
+]
+TEST_ROLE = "gate0_test_writer"
+
+_spec = importlib.util.spec_from_file_location("pg_fingerprint", REPO / "library" / "pg_fingerprint.py")
+pg_fingerprint = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pg_fingerprint)
+_fspec = importlib.util.spec_from_file_location(
+    "prod_checks", REPO / "roles" / "gate0" / "filter_plugins" / "prod_checks.py"
+)
+prod_checks = importlib.util.module_from_spec(_fspec)
+_fspec.loader.exec_module(prod_checks)
+
+
+def _defaults() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "roles" / "gate0" / "defaults" / "main.yml").read_text())
+
+
+DEFAULTS = _defaults()
+
+
+def module_args(lab: Lab, **over: object) -> dict:
+    args = {
+        "login_host": "127.0.0.1",
+        "login_port": lab.port,
+        "login_user": RO,
+        "login_password": lab.password(RO),
+        "login_db": PROD_DB,
+        "allowed_databases": [PROD_DB],
+        "clone_database": CLONE_DB,
+        "targets": DEFAULTS["gate0_production_targets"],
+        "baseline": DEFAULTS["gate0_production_baseline"],
+    }
+    args.update(over)
+    return args
+
+
+def run_module(args: dict, capsys: pytest.CaptureFixture[str]) -> dict:
+    """main() in-process; returns the module's JSON result (exit_json or fail_json)."""
+    capsys.readouterr()
+    with patch_module_args(args), pytest.raises(SystemExit):
+        pg_fingerprint.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def findings(result: dict) -> dict[str, dict]:
+    return {f["check"]: f for f in result["read_only_proof"]["findings"]}
+
+
+@contextlib.contextmanager
+def session(lab: Lab, db: str, *statements: str, user: str | None = None) -> Iterator[object]:
+    """A connection that ran `statements` in an open transaction, kept open for the block."""
+    conn = lab.connect(db, user=user)
+    conn.autocommit = False
+    with conn.cursor() as cur:
+        for stmt in statements:
+            cur.execute(stmt)
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def writer_role(fresh_lab: Lab) -> Iterator[str]:
+    """A cluster-wide test role (dropped afterwards, after the reset removed its grants)."""
+    fresh_lab.execute("postgres", f"DROP ROLE IF EXISTS {TEST_ROLE}")
+    fresh_lab.execute("postgres", f"CREATE ROLE {TEST_ROLE} NOLOGIN")
+    yield TEST_ROLE
+    fresh_lab.reset()
+    for db in (PROD_DB, CLONE_DB):
+        fresh_lab.execute(db, f"DROP OWNED BY {TEST_ROLE}")
+    fresh_lab.execute("postgres", f"DROP ROLE IF EXISTS {TEST_ROLE}")
+
+
+def gate(tmp_path: Path, *extra: str, env: dict | None = None) -> tuple[dict[str, dict], str]:
+    """Run the role's production gate; the prod.* records by id, and the output."""
+    extra_vars = json.dumps({"gate0_report_dir": str(tmp_path)})
+    proc = run_playbook("playbooks/gate0.yml", "--tags", "prod", "-e", extra_vars, *extra, env_extra=env)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out
+    reports = sorted(tmp_path.glob("gate0-*.json"))
+    assert reports, out[-3000:]
+    report = json.loads(reports[-1].read_text())
+    checks = {c["id"]: c for c in report["checks"] if c["id"].startswith("prod.")}
+    assert sorted(checks) == sorted(PROD_IDS)
+    assert proc.returncode != 0  # --tags prod: the other gates are "not run", so the verdict is FAIL
+    return checks, out
+
+
+def only_failed(checks: dict[str, dict]) -> list[str]:
+    return sorted(cid for cid, c in checks.items() if c["status"] != "pass")
+
+
+# --- module level ------------------------------------------------------------------------------
+
+
+def test_module_passes_on_the_seed_and_is_stable(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    first = run_module(module_args(lab), capsys)
+    assert not first.get("failed"), first.get("msg")
+    assert first["changed"] is False
+    assert first["counts"] == DEFAULTS["gate0_production_baseline"]
+    assert first["baseline"] == {"given": True, "matches": True, "diff": []}
+    assert first["session"]["xid_assigned"] is None and first["session"]["rolled_back"] is True
+    assert first["session"]["settings"]["transaction_read_only"] == "on"
+    assert first["read_only_proof"]["ok"], [f for f in first["read_only_proof"]["findings"] if not f["ok"]]
+    assert first["clone_unreachable"]["has_connect"] is False
+    assert first["clone_unreachable"]["attempt"]["refused"] is True
+    assert "permission denied" in first["clone_unreachable"]["attempt"]["reason"]
+    assert first["identity"]["database"] == PROD_DB and first["identity"]["version_num"] >= 140000
+    assert first["volatile"] == ["idle_in_txn"]
+    assert set(first["hashes"]) == {
+        n for n, t in DEFAULTS["gate0_production_targets"].items() if t.get("hash")
+    }
+    assert first["target_tables"]["gap"] == [
+        "governance_object_inventory",
+        "governance_object_ownership",
+        "governance_scopes",
+    ]
+    assert "dot_tools" in first["counters"]
+    # Stable across sessions, and the hash does not depend on the chunk size.
+    second = run_module(module_args(lab, hash_chunk_rows=1000), capsys)
+    assert second["digest"] == first["digest"] and second["hashes"] == first["hashes"]
+    assert second["timings"]["longest_statement_ms"] < 0.3 * 5000
+
+
+def test_module_through_ansible_adhoc(lab: Lab) -> None:
+    import subprocess
+
+    args = json.dumps(
+        module_args(
+            lab, targets={"tools": {"relation": "public.dot_tools", "hash": True}}, baseline={"tools": 309}
+        )
+    )
+    proc = subprocess.run(
+        ["ansible", "localhost", "-m", "pg_fingerprint", "-a", args, "--check"],
+        cwd=REPO,
+        env=lab_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout and "changed: false" in proc.stdout and "tools: 309" in proc.stdout
+    assert lab.password(RO) not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("over", "msg"),
+    [
+        (
+            {"allowed_databases": ["other"]},
+            "allowlist: login_db 'directus' is not in allowed_databases ['other']",
+        ),
+        (
+            {"allowed_databases": [PROD_DB, CLONE_DB]},
+            f"allowlist: the clone '{CLONE_DB}' is in allowed_databases",
+        ),
+        ({"allowed_databases": []}, "allowlist: allowed_databases is empty"),
+    ],
+)
+def test_module_refuses_before_connecting(
+    lab: Lab, capsys: pytest.CaptureFixture[str], over: dict, msg: str
+) -> None:
+    # A port nobody listens on: the refusal must come before any connection attempt.
+    result = run_module(module_args(lab, login_port=1, **over), capsys)
+    assert result["failed"] and result["failed_stage"] == "allowlist"
+    assert msg in result["msg"] and "\n" not in result["msg"]
+    assert "session" not in result
+
+
+def test_module_missing_relation_is_named(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    targets = dict(DEFAULTS["gate0_production_targets"], ghost={"relation": "public.no_such_table"})
+    result = run_module(module_args(lab, targets=targets), capsys)
+    assert result["failed"] and result["failed_stage"] == "targets"
+    assert result["msg"] == (
+        "pg_fingerprint: resolving targets: relation does not exist: ghost (public.no_such_table)"
+    )
+    # Evidence gathered before the failure is still returned, and the transaction was proven clean.
+    assert result["read_only_proof"]["ok"] and result["session"]["wrote_nothing"] is True
+    assert result["clone_unreachable"]["attempt"]["refused"] is True
+
+
+def test_module_rls_fails_instead_of_undercounting(
+    fresh_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_lab.execute(PROD_DB, "ALTER TABLE dot_tools ENABLE ROW LEVEL SECURITY")
+    fresh_lab.execute(
+        PROD_DB, f"CREATE POLICY only_some ON dot_tools FOR SELECT TO {RO} USING (tool_id < 10)"
+    )
+    result = run_module(module_args(fresh_lab), capsys)
+    assert result["failed"] and "counts" not in result
+    assert "fingerprinting target 'dot_tools' (dot_tools)" in result["msg"]
+    assert "row-level security" in result["msg"]
+
+
+def test_module_lock_timeout_names_the_target(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    with session(lab, PROD_DB, "LOCK TABLE dot_tools IN ACCESS EXCLUSIVE MODE"):
+        start = time.monotonic()
+        result = run_module(module_args(lab, lock_timeout=500), capsys)
+        took = time.monotonic() - start
+    assert result["failed"] and result["failed_stage"] == "targets"
+    assert "fingerprinting target 'dot_tools' (dot_tools)" in result["msg"]
+    assert "lock timeout" in result["msg"]
+    assert took < 5
+    assert result["session"]["wrote_nothing"] is True
+
+
+def test_module_sql_target_and_where(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    targets = {
+        "issues_critical": {"relation": "system_issues", "where": "severity = 'critical'", "hash": True},
+        "answer": {"sql": "SELECT 42", "tables": ["dot_tools"]},
+    }
+    result = run_module(module_args(lab, targets=targets, baseline={"answer": 41}), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["counts"] == {"issues_critical": 50120, "answer": 42}
+    assert result["baseline"]["diff"] == [{"target": "answer", "expected": 41, "observed": 42}]
+    assert result["target_tables"]["answer"] == ["dot_tools"]
+
+
+WRITE_PATHS = [
+    # (finding, setup run as superuser in production, text the detail must contain)
+    ("table_privileges", f"GRANT UPDATE ON directus_webhooks TO {RO}", "directus_webhooks (UPDATE as"),
+    ("column_privileges", f"GRANT UPDATE (status) ON directus_flows TO {RO}", "directus_flows.status"),
+    (
+        "ownership",
+        f"CREATE FUNCTION public.gate0_owned() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
+        f"ALTER FUNCTION public.gate0_owned() OWNER TO {RO}",
+        "function gate0_owned()",
+    ),
+    ("create_privileges", f"GRANT CREATE ON SCHEMA public TO {RO}", "schema public"),
+    ("sequences", f"GRANT USAGE ON SEQUENCE event_outbox_event_id_seq TO {RO}", "event_outbox_event_id_seq"),
+    (
+        "security_definer",
+        "CREATE FUNCTION public.gate0_sd() RETURNS int LANGUAGE sql SECURITY DEFINER "
+        "AS 'SELECT 1'; ALTER FUNCTION public.gate0_sd() OWNER TO directus",
+        "gate0_sd() (owner directus",
+    ),
+    ("membership", f"GRANT pg_write_all_data TO {RO}", "pg_write_all_data"),
+    ("createdb", f"ALTER ROLE {RO} CREATEDB", "CREATEDB held by context_pack_readonly"),
+    (
+        "large_objects",
+        f"SELECT lo_create(4242); GRANT UPDATE ON LARGE OBJECT 4242 TO {RO}",
+        "large object 4242",
+    ),
+]
+
+
+@pytest.mark.parametrize(("check", "setup", "detail"), WRITE_PATHS, ids=[w[0] for w in WRITE_PATHS])
+def test_module_write_path_found(
+    fresh_lab: Lab, capsys: pytest.CaptureFixture[str], check: str, setup: str, detail: str
+) -> None:
+    fresh_lab.execute(PROD_DB, setup)
+    result = run_module(module_args(fresh_lab), capsys)
+    assert not result.get("failed"), result.get("msg")
+    found = findings(result)
+    assert found[check]["ok"] is False and detail in found[check]["detail"], found[check]
+    others = [f for name, f in found.items() if not f["ok"] and name not in (check, "membership")]
+    if check not in ("membership", "createdb"):
+        assert not others, others
+
+
+# --- role level --------------------------------------------------------------------------------
+
+
+def test_gate_passes_on_the_seed(lab: Lab, tmp_path: Path) -> None:
+    checks, _out = gate(tmp_path)
+    assert only_failed(checks) == [], {c: checks[c]["message"] for c in only_failed(checks)}
+    report = json.loads(next(tmp_path.glob("gate0-*.json")).read_text())
+    prod = report["production"]
+    assert prod["digest"] and prod["counts"]["system_issues"] == 200480
+    assert prod["identity"]["database"] == PROD_DB and prod["read_only_proof"]["ok"]
+    assert prod["baseline"]["matches"] and prod["timings"]["longest_statement_ms"] >= 0
+
+
+def test_gate_unsafe_situations_each_fail_their_check(fresh_lab: Lab, tmp_path: Path) -> None:
+    """Four unsafe situations at once; each check fails on its own cause, the others still pass."""
+    fresh_lab.execute(PROD_DB, f"GRANT INSERT, DELETE ON directus_flows TO {RO}")  # a non-target table
+    fresh_lab.execute("postgres", f'GRANT CONNECT ON DATABASE "{CLONE_DB}" TO {RO}')
+    fresh_lab.execute(PROD_DB, "INSERT INTO governance_scopes (scope_code, title) VALUES ('extra', 'Extra')")
+    fresh_lab.execute(PROD_DB, "DELETE FROM dot_tools WHERE tool_id > 300")
+    with session(fresh_lab, PROD_DB, "SELECT 1", user="directus") as conn:
+        pid = conn.get_backend_pid()
+        checks, out = gate(tmp_path)
+    assert only_failed(checks) == [
+        "prod.baseline",
+        "prod.clone_unreachable",
+        "prod.idle_in_transaction",
+        "prod.role_cannot_write",
+    ]
+    assert checks["prod.role_cannot_write"]["message"] == (
+        "role context_pack_readonly can write: table_privileges: write privileges on directus_flows "
+        "(DELETE/INSERT as context_pack_readonly)"
+    )
+    assert "prod.role_cannot_write: role context_pack_readonly can write" in out
+    clone_msg = checks["prod.clone_unreachable"]["message"]
+    assert f"the production role has CONNECT on the clone {CLONE_DB}" in clone_msg
+    assert "was ACCEPTED" in clone_msg
+    # The accepted connection was closed at once: no session of the role is left on the clone.
+    assert (
+        fresh_lab.scalar(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+            (CLONE_DB, RO),
+        )
+        == 0
+    )
+    assert checks["prod.baseline"]["message"] == (
+        "baseline mismatch: dot_tools: expected 309, observed 300; gap: expected 210, observed 245; "
+        "idle_in_txn: expected 0, observed 1; scopes: expected 6, observed 7"
+    )
+    assert f"pid {pid} (directus" in checks["prod.idle_in_transaction"]["message"]
+
+
+def test_gate_member_of_a_writer_and_owner_of_something(
+    writer_role: str, tmp_path: Path, fresh_lab: Lab
+) -> None:
+    fresh_lab.execute(PROD_DB, f"GRANT UPDATE ON system_issues TO {writer_role}")
+    # From 16 a membership can be NOINHERIT: no inherited privilege, but SET ROLE still writes.
+    version = int(fresh_lab.scalar("postgres", "SHOW server_version_num"))
+    inherit = " WITH INHERIT FALSE" if version >= 160000 else ""
+    fresh_lab.execute("postgres", f"GRANT {writer_role} TO {RO}{inherit}")
+    fresh_lab.execute(PROD_DB, f"CREATE SCHEMA scratch AUTHORIZATION {RO}")
+    checks, _out = gate(tmp_path, "-e", json.dumps({"gate0_production_baseline": {}}))
+    assert only_failed(checks) == ["prod.baseline", "prod.role_cannot_write"]
+    assert checks["prod.baseline"]["status"] == "skipped"  # an empty baseline says so
+    msg = checks["prod.role_cannot_write"]["message"]
+    assert f"membership: member of roles that can write: {writer_role}" in msg
+    assert "system_issues (UPDATE as " in msg and f"{writer_role})" in msg
+    assert "ownership: owns schema scratch (owned by context_pack_readonly)" in msg
+
+
+def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
+    checks, out = gate(
+        tmp_path, "-e", json.dumps({"gate0_production_allowed_databases": [PROD_DB, CLONE_DB]})
+    )
+    assert checks["prod.allowlist"]["status"] == "fail"
+    assert checks["prod.allowlist"]["message"] == (
+        f"allowlist: the allowlist ['{PROD_DB}', '{CLONE_DB}'] names the clone '{CLONE_DB}'"
+    )
+    # The module refused before connecting: every other check fails with that one-line reason.
+    for cid in PROD_IDS[1:-2] + PROD_IDS[-1:]:
+        assert checks[cid]["status"] == "fail"
+        assert "refusing to connect" in checks[cid]["message"], checks[cid]
+    assert "prod.allowlist: allowlist:" in out
+
+
+def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
+    fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
+    checks, _out = gate(tmp_path)
+    assert only_failed(checks) == ["prod.baseline"]
+    assert (
+        "fingerprinting target 'inventory' (governance_object_inventory)"
+        in checks["prod.baseline"]["message"]
+    )
+    assert "row-level security" in checks["prod.baseline"]["message"]
+
+
+def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path: Path) -> None:
+    # In check mode too: the module only reads, the gate runs the same.
+    with session(lab, PROD_DB, "LOCK TABLE dot_tools IN ACCESS EXCLUSIVE MODE") as holder:
+        start = time.monotonic()
+        checks, _out = gate(tmp_path, "--check", "-e", json.dumps({"gate0_lock_timeout": 500}))
+        took = time.monotonic() - start
+        pid = holder.get_backend_pid()
+    # The lock holder sits idle in its transaction: that check names it too.
+    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction"]
+    assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
+    assert checks["prod.baseline"]["message"] == (
+        "counts not taken: pg_fingerprint: fingerprinting target 'dot_tools' (dot_tools): "
+        "canceling statement due to lock timeout"
+    )
+    assert took < 60  # bounded by the lock timeout, not by the lock holder
+
+
+def test_gate_cannot_connect(lab: Lab, tmp_path: Path) -> None:
+    checks, _out = gate(tmp_path, "-e", json.dumps({"gate0_production_login_password": "wrong"}))
+    assert only_failed(checks) == PROD_IDS[1:] or only_failed(checks) == sorted(PROD_IDS)
+    assert "password authentication failed" in checks["prod.role_cannot_write"]["message"]
+
+
+# --- exit fingerprint --------------------------------------------------------------------------
+
+
+def exit_run(tmp_path: Path) -> tuple[int, str]:
+    proc = run_playbook("playbooks/gate0_exit.yml", "-e", json.dumps({"gate0_report_dir": str(tmp_path)}))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_exit_unchanged_then_count_preserving_update_caught(fresh_lab: Lab, tmp_path: Path) -> None:
+    gate(tmp_path)  # registers the gate0 fact (cached) with the entry fingerprint
+    rc, out = exit_run(tmp_path)
+    assert rc == 0 and "gate0 exit PASS: production unchanged" in out, out[-2000:]
+    fresh_lab.execute(PROD_DB, "UPDATE dot_tools SET name = 'Tool renamed' WHERE tool_id = 7")
+    rc, out = exit_run(tmp_path)
+    assert rc != 0
+    assert "gate0 exit FAIL: production CHANGED between entry and exit: dot_tools: content changed" in out
+    assert "dot_tools (dot_tools): n_tup_upd 0 -> 1" in out
+
+
+def test_exit_stats_reset_cannot_prove(fresh_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    # A content-preserving update moves the counter; the entry is taken after it; then the
+    # statistics are reset: the counter went down, so nothing can be proven (never a PASS).
+    fresh_lab.execute(PROD_DB, "UPDATE dot_tools SET name = name WHERE tool_id = 7")
+    entry = prod_checks.gate0_prod_summary(run_module(module_args(fresh_lab), capsys), PROD_DB)
+    assert entry["counters"]["dot_tools"]["n_tup_upd"] == 1
+    same = prod_checks.gate0_prod_exit(entry, run_module(module_args(fresh_lab), capsys))
+    assert same["status"] == "unchanged", same["message"]
+    fresh_lab.execute(PROD_DB, "SELECT pg_stat_reset_single_table_counters('dot_tools'::regclass)")
+    verdict = prod_checks.gate0_prod_exit(entry, run_module(module_args(fresh_lab), capsys))
+    assert verdict["status"] == "cannot_prove" and not verdict["unchanged"]
+    assert verdict["message"].startswith(
+        "production unchanged: cannot prove: dot_tools (dot_tools): n_tup_upd went down 1 -> 0 "
+        "(statistics reset)"
+    )
+
+
+def test_exit_requires_the_entry_fact(lab: Lab, tmp_path: Path) -> None:
+    cache = REPO / ".cache" / "facts"
+    saved = {p: p.read_bytes() for p in cache.glob("*")} if cache.is_dir() else {}
+    try:
+        for p in saved:
+            p.unlink()
+        rc, out = exit_run(tmp_path)
+        assert rc != 0 and "gate0 exit: cannot prove production unchanged: no entry fingerprint" in out
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+
+
+# --- the exit comparison, pure ------------------------------------------------------------------
+
+
+def _summary(**over: object) -> dict:
+    base = {
+        "database": PROD_DB,
+        "digest": "d1",
+        "counts": {"a": 1, "live": 5},
+        "hashes": {"a": "1:00"},
+        "counters": {"t": {"relfilenode": 10, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}},
+        "target_tables": {"a": ["t"], "live": ["l"]},
+        "volatile": ["live"],
+        "stats_reset": None,
+        "server": {"database_oid": 1, "system_identifier": "s"},
+    }
+    base.update(over)
+    return base
+
+
+def _result(**over: object) -> dict:
+    s = _summary(**over)
+    return {**s, "identity": s["server"]}
+
+
+@pytest.mark.parametrize(
+    ("exit_over", "status", "text"),
+    [
+        ({}, "unchanged", "production unchanged: digest d1 equal"),
+        ({"counts": {"a": 1, "live": 9}}, "unchanged", "(1 targets)"),  # volatile: reported, not proven
+        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed", "a: content changed (hash 1:00 -> 1:ff)"),
+        ({"digest": "d2", "counts": {"a": 2, "live": 5}}, "changed", "a: count 1 -> 2"),
+        (
+            {"counters": {"t": {"relfilenode": 11, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}}},
+            "changed",
+            "a (t): rewritten or truncated (relfilenode 10 -> 11)",
+        ),
+        (
+            {"counters": {"t": {"relfilenode": 10, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 1}}},
+            "changed",
+            "a (t): n_tup_del 0 -> 1",
+        ),
+        (
+            {"counters": {"t": {"relfilenode": 10, "n_tup_ins": 0, "n_tup_upd": 0, "n_tup_del": 0}}},
+            "cannot_prove",
+            "a (t): n_tup_ins went down 1 -> 0 (statistics reset)",
+        ),
+        (
+            {"server": {"database_oid": 2, "system_identifier": "s"}},
+            "cannot_prove",
+            "another database named directus (database_oid 1 -> 2)",
+        ),
+        (
+            {"failed_stage": "connect", "msg": "pg_fingerprint: connecting to x: refused"},
+            "cannot_prove",
+            "exit fingerprint failed: pg_fingerprint: connecting to x: refused",
+        ),
+    ],
+)
+def test_exit_comparison(exit_over: dict, status: str, text: str) -> None:
+    verdict = prod_checks.gate0_prod_exit(_summary(), _result(**exit_over))
+    assert verdict["status"] == status and verdict["unchanged"] is (status == "unchanged")
+    assert text in verdict["message"], verdict["message"]
+
+
+def test_exit_without_entry_digest_cannot_prove() -> None:
+    verdict = prod_checks.gate0_prod_exit(_summary(digest=None), _result())
+    assert verdict["status"] == "cannot_prove" and "has no digest" in verdict["message"]
