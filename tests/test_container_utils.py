@@ -119,3 +119,15 @@ def test_login_host_prefers_socket_then_container_then_host() -> None:
     assert login_host({"login_host": ""}) is None
     with pytest.raises(GateError, match="the '/nonexistent/docker' command is not installed"):
         login_host({"login_container": "postgres", "container_cli": "/nonexistent/docker"})
+
+
+def test_clone_probe_never_counts_an_unfound_container_as_refused() -> None:
+    """pg_fingerprint's refused-clone attempt: a container it cannot locate fails, naming it."""
+    from library.pg_fingerprint import clone_attempt
+
+    params = {"login_host": "", "login_unix_socket": "", "login_port": 5432, "login_user": "ro",
+              "login_db": "directus", "clone_database": "directus_gov_test_1", "login_container": "",
+              "clone_login_container": "pgclone", "container_cli": "/nonexistent/docker",
+              "connect_timeout": 1}
+    with pytest.raises(GateError, match=r"^inspecting container 'pgclone': the '/nonexistent/docker' "):
+        clone_attempt(params)
