@@ -317,7 +317,8 @@ wait_postgres() {
     for i in $(seq 150); do
         container_running postgres || break
         ip=$(container_ip postgres 2>/dev/null || true)
-        if [ -n "$ip" ] && in_ns "/usr/lib/postgresql/$PG_MAJOR/bin/pg_isready" -q -h "$ip" -p 5432 -t 1; then
+        # The container's own client, on its network address (where the gate's modules connect).
+        if [ -n "$ip" ] && dk exec postgres "/usr/lib/postgresql/$PG_MAJOR/bin/pg_isready" -q -h "$ip" -p 5432 -t 1; then
             return 0
         fi
         sleep 0.2
