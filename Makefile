@@ -55,8 +55,15 @@ lab-reset:
 lab-dsn:
 	@lab/lab.sh dsn
 
+# Runs gate0 on the lab, then prints the verdict, every check's line and the report paths (from
+# the run's JSON reports). Exits non-zero on FAIL.
 demo: venv lab-up
-	@echo "gate0: the lab is up; the gate itself is not built yet (issues 3-5)."
+	@start=$$(date +%s); rc=0; \
+	$(BIN)/ansible-playbook playbooks/gate0.yml > .lab/demo.log 2>&1 || rc=$$?; \
+	echo "gate0: ansible-playbook exit code $$rc, its output in .lab/demo.log"; \
+	src=0; $(BIN)/python tools/gate0_summary.py reports --since $$start || src=$$?; \
+	if [ $$src -eq 2 ]; then tail -n 30 .lab/demo.log >&2; fi; \
+	[ $$rc -eq 0 ] && [ $$src -eq 0 ]
 
 lint: venv
 	$(BIN)/ruff check .

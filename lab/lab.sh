@@ -119,6 +119,9 @@ secret() { # name -> password (generated once)
 sql_hash() { cat "$SQL"/*.sql | md5sum | cut -c1-32; }
 
 provision() {
+    # The HMAC key of gate0's receipts (gate0_receipt_secret): generated like the passwords, read by
+    # the lab inventory, never sent to the database.
+    secret gate0_receipt >/dev/null
     psql_su -d postgres -v ro_pw="$(secret context_pack_readonly)" -v admin_pw="$(secret workflow_admin)" \
         -v app_pw="$(secret directus)" -f "$SQL/roles.sql"
     local want have

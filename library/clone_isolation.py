@@ -92,6 +92,15 @@ options:
     description: The variable that names the application's database.
     type: str
     default: DB_DATABASE
+  sections:
+    description:
+      - Observe only these sections (empty for all). The gate0 require entry point re-checks
+        C(sessions), C(dispatch) and C(lease) right before a mutation; a section left out is not
+        queried and is reported in RV(errors) as not observed. The probe runs only with C(outbox).
+    type: list
+    elements: str
+    choices: [sessions, app, dispatch, outbox, lease, seed, coverage, candidates]
+    default: []
 """
 
 EXAMPLES = r"""
@@ -308,7 +317,7 @@ def rows_as_dicts(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Callable[[], Any]) -> Any:
+def run_section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Callable[[], Any]) -> Any:
     """Run one observation under a savepoint; on a database error record it and go on."""
     cur.execute("SAVEPOINT gate0_section")
     try:
@@ -525,11 +534,23 @@ def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_t
     return out
 
 
+SECTIONS = ("sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates")
+
+
 def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[str, Any]:
     """Every read-only observation in one transaction, then the probe in its own."""
     p = module.params
     profile = p["profile"]
     errors: dict[str, str] = {}
+    wanted = set(p["sections"] or SECTIONS)
+
+    def section(cur: Any, name: str, doing: str, errs: dict[str, str], fn: Callable[[], Any]) -> Any:
+        """One section, when asked for (a section left out is an error: never read as observed)."""
+        if ("outbox" if name == "probe" else name) not in wanted:
+            errs[name] = f"{doing}: not observed (sections limited to {', '.join(sorted(wanted))})"
+            return None
+        return run_section(cur, name, doing, errs, fn)
+
     facts: dict[str, Any] = {"errors": errors}
     start = time.monotonic()
     gate0_pg.begin(conn, p, read_only=True)
@@ -545,7 +566,7 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     if p["app_role"]:
         app = section(cur, "app", "reading the app role's privileges", errors,
                       lambda: observe_app_server(cur, p["app_role"])) or app
-    app["binding"] = read_binding(module)
+    app["binding"] = read_binding(module) if "app" in wanted else None
     facts["app"] = app
     dispatch = profile.get("dispatch") or {}
     outbox = profile.get("outbox") or {}
@@ -554,7 +575,7 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     trig = section(cur, "outbox", "reading the outbox trigger", errors, lambda: observe_trigger(cur, outbox))
     probe_type = None
     seq_cols: list[tuple[str, bool]] = []
-    if trig is not None and p["outbox_probe"]:
+    if trig is not None and p["outbox_probe"] and "outbox" in wanted:
         probe_type = section(cur, "probe", "choosing the probe's event type", errors,
                              lambda: pick_probe_type(cur, dispatch, outbox))
         seq_cols = section(cur, "probe", "reading the outbox's sequence columns", errors,
@@ -576,6 +597,8 @@ def observe(module: AnsibleModule, conn: Any, timings: dict[str, int]) -> dict[s
     probe: dict[str, Any] = {"ran": False, "reason": None}
     if not p["outbox_probe"]:
         probe["reason"] = "the probe is disabled (outbox_probe: false)"
+    elif "outbox" not in wanted:
+        probe["reason"] = "the outbox section was not asked for"
     elif not same_db:
         probe["reason"] = f"connected to {facts['identity']['database']!r}, not the clone {p['login_db']!r}"
     elif trig is None or probe_type is None or "probe" in errors:
@@ -625,6 +648,7 @@ def main() -> None:
         app_binding_path={"type": "path"},
         app_binding_container={"type": "str"},
         app_binding_variable={"type": "str", "default": "DB_DATABASE"},
+        sections={"type": "list", "elements": "str", "choices": list(SECTIONS), "default": []},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not gate0_pg.HAS_PSYCOPG2:

@@ -362,18 +362,14 @@ def test_gate_member_of_a_writer_and_owner_of_something(
 
 
 def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
-    checks, out = gate(
-        tmp_path, "-e", json.dumps({"gate0_production_allowed_databases": [PROD_DB, CLONE_DB]})
-    )
-    assert checks["prod.allowlist"]["status"] == "fail"
-    assert checks["prod.allowlist"]["message"] == (
-        f"allowlist: the allowlist ['{PROD_DB}', '{CLONE_DB}'] names the clone '{CLONE_DB}'"
-    )
-    # The module refused before connecting: every other check fails with that one-line reason.
-    for cid in PROD_IDS[1:-2] + PROD_IDS[-1:]:
-        assert checks[cid]["status"] == "fail"
-        assert "refusing to connect" in checks[cid]["message"], checks[cid]
-    assert "prod.allowlist: allowlist:" in out
+    """The role refuses before any connection (validate.yml); the module would refuse too."""
+    proc = run_playbook("playbooks/gate0.yml", "--tags", "prod", "-e", json.dumps(
+        {"gate0_report_dir": str(tmp_path), "gate0_production_allowed_databases": [PROD_DB, CLONE_DB]}))
+    assert proc.returncode != 0
+    assert "TASK [gate0 : prod |" not in proc.stdout
+    assert not list(tmp_path.glob("gate0-*.json"))
+    assert (f"gate0_production_allowed_databases must not include the clone '{CLONE_DB}', "
+            f"got ['{PROD_DB}', '{CLONE_DB}']") in proc.stdout
 
 
 def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:

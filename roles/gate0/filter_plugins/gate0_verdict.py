@@ -1,17 +1,113 @@
-"""Filters that turn the gates' check records into one verdict (used by tasks/verdict.yml)."""
+"""Filters that validate gate0's inputs and turn the gates' check records into one verdict.
+
+Used by tasks/validate.yml (gate0_config_problems) and tasks/verdict.yml (the rest). They run on the
+controller and only compute: no connection, no file written.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 STATUSES = ("pass", "fail", "skipped")
 
+# Ranges the argument spec cannot express: variable -> (lowest, highest) inclusive; None = unbounded.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "gate0_production_login_port": (1, 65535),
+    "gate0_clone_login_port": (1, 65535),
+    "gate0_statement_timeout": (1, 3_600_000),
+    "gate0_lock_timeout": (1, 3_600_000),
+    "gate0_connect_timeout": (1, 3600),
+    "gate0_disk_min_free_bytes": (0, None),
+    "gate0_disk_min_free_percent": (0, 100),
+    "gate0_disk_clone_size_factor": (0, None),
+    "gate0_max_age": (1, None),
+}
 
-def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _range_problems(cfg: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name, (low, high) in RANGES.items():
+        if name not in cfg:
+            continue
+        value = cfg[name]
+        num = _number(value)
+        if num is None or (low is not None and num < low) or (high is not None and num > high):
+            bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+            out.append(f"{name} must be a number in {bounds}, got {value!r}")
+    return out
+
+
+def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
+    """The production allowlist: a list naming the production database and never the clone.
+
+    The clone naming rule itself (prefix, suffix, production names) is clone_checks.py's
+    gate0_clone_name_problems; validate.yml adds its findings, so the rule lives in one place.
+    """
+    out: list[str] = []
+    prod = str(cfg.get("gate0_production_database") or "")
+    clone = str(cfg.get("gate0_clone_database") or "")
+    allowed = cfg.get("gate0_production_allowed_databases")
+    if not isinstance(allowed, list):
+        return [f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}"]
+    allowed = [str(a) for a in allowed]
+    if not allowed:
+        out.append("gate0_production_allowed_databases must name at least the production database, got []")
+    elif prod and prod not in allowed:
+        out.append(f"gate0_production_allowed_databases must include gate0_production_database {prod!r}, "
+                   f"got {allowed!r}")
+    if clone and clone in allowed:
+        out.append(f"gate0_production_allowed_databases must not include the clone {clone!r}, "
+                   f"got {allowed!r}")
+    return out
+
+
+def writable_dir_problem(path: str) -> str | None:
+    """Why `path` cannot hold reports (None when it can): it or its nearest existing parent."""
+    if not path:
+        return "is empty"
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"cannot be created: {probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"is not writable: {probe}"
+    return None
+
+
+def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
+    """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
+    out = _range_problems(cfg) + _allowlist_problems(cfg)
+    gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
+    if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
+        out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
+    if "gate0_report_dir" in cfg:
+        why = writable_dir_problem(str(cfg["gate0_report_dir"] or ""))
+        if why:
+            out.append(f"gate0_report_dir {why}, got {cfg['gate0_report_dir']!r}")
+    return out
+
+
+def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
+                          gates: list[str] | None = None) -> list[dict[str, Any]]:
     """Order records by the stable ids; a check that produced no record is 'fail' (not run).
 
-    A check may be skipped only where its vars say so, and then its gate reports it as 'skipped'
-    itself. A check with no record at all was excluded (tags) or its gate broke: that never passes.
+    A check may be skipped only where its vars say so: its gate reports it as 'skipped' itself, or
+    its whole gate was left out by `gate0_gates` (`gates`), which makes its checks 'skipped' here.
+    A check with no record otherwise was excluded (tags) or its gate broke: that never passes.
     """
     by_id: dict[str, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
@@ -23,8 +119,12 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str]) -> list
             raise ValueError(f"check {rid} has status {rec.get('status')!r}")
         by_id[rid] = rec
     for cid in ids:
+        gate = cid.split(".", 1)[0]
         if cid in by_id:
             out.append(by_id.pop(cid))
+        elif gates is not None and gate not in gates:
+            out.append({"id": cid, "gate": gate, "status": "skipped", "observed": None, "expected": None,
+                        "message": f"gate {gate} not selected (gate0_gates={list(gates)})"})
         else:
             out.append({
                 "id": cid,
@@ -41,12 +141,80 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str]) -> list
 
 def gate0_failed_checks(records: list[dict[str, Any]]) -> list[str]:
     """One line per failed check: '<id>: <message>'."""
-    return [f"{r['id']}: {r.get('message') or 'failed'}" for r in records if r.get("status") == "fail"]
+    return [f"{r['id']}: {_one_line(r.get('message')) or 'failed'}"
+            for r in records if r.get("status") == "fail"]
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text or "").split())
+
+
+def gate0_fail_message(records: list[dict[str, Any]], host: str) -> str:
+    """The FAIL message: a header line, then every failed check on its own line."""
+    failed = gate0_failed_checks(records)
+    head = f"gate0 FAIL on {host}: {len(failed)} of {len(records)} checks failed"
+    return "\n".join([head, *failed])
+
+
+def gate0_play_stats(by_host: dict[str, Any], play_hosts_all: list[str]) -> dict[str, Any]:
+    """What set_stats publishes for the whole play (never per host).
+
+    `gate0_hosts`: every play host -> its gate0 fact (a host without one, e.g. unreachable, maps
+    to a failed stub). `gate0`: with one host, that host's fact (the AWX single-host case); with
+    several, a play summary that passes only if every host passed and that carries no clone (so a
+    consumer must pick its own host's entry from `gate0_hosts`).
+    """
+    hosts: dict[str, Any] = {}
+    for name in play_hosts_all:
+        fact = by_host.get(name)
+        if isinstance(fact, dict) and "passed" in fact:
+            hosts[name] = fact
+        else:
+            hosts[name] = {"passed": False, "host": name, "run_id": None, "checked_at": None,
+                           "checks": [], "message": "this host did not finish gate0"}
+    if len(hosts) == 1:
+        summary = next(iter(hosts.values()))
+    else:
+        stamps = sorted(str(h.get("checked_at") or "") for h in hosts.values())
+        summary = {
+            "passed": bool(hosts) and all(h.get("passed") is True for h in hosts.values()),
+            "run_id": None,
+            "checked_at": stamps[-1] if stamps else None,
+            "host": None,
+            "hosts": sorted(hosts),
+            "failed_hosts": sorted(n for n, h in hosts.items() if h.get("passed") is not True),
+        }
+    return {"gate0": summary, "gate0_hosts": hosts}
+
+
+ALL_GATES = ("prod", "clone", "disk")
+
+
+def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
+    """Why a consumer must refuse this gate0 record, before connecting (age and identity: clone_sql)."""
+    if not isinstance(gate0, dict):
+        return [f"no gate0 record for this host (got {type(gate0).__name__}); run playbooks/gate0.yml first"]
+    out: list[str] = []
+    if gate0.get("passed") is not True:
+        failed = [c.get("id") for c in gate0.get("checks") or [] if c.get("status") == "fail"]
+        out.append(f"gate0 did not pass (run {gate0.get('run_id')}, "
+                   f"failed: {', '.join(map(str, failed)) or '?'})")
+    missing = [g for g in ALL_GATES if g not in (gate0.get("gates") or ALL_GATES)]
+    if missing:
+        out.append(f"gate0 ran without gate(s) {', '.join(missing)} (gate0_gates={gate0.get('gates')!r})")
+    clone = (gate0.get("clone") or {}).get("database")
+    if clone != clone_database:
+        out.append(f"gate0 was for clone {clone!r}, not gate0_clone_database {clone_database!r}")
+    return out
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "gate0_config_problems": gate0_config_problems,
             "gate0_complete_checks": gate0_complete_checks,
             "gate0_failed_checks": gate0_failed_checks,
+            "gate0_fail_message": gate0_fail_message,
+            "gate0_play_stats": gate0_play_stats,
+            "gate0_require_problems": gate0_require_problems,
         }

@@ -1,0 +1,204 @@
+"""Action plugin gate0_receipt: sign gate0's result, or verify a gate0 record's receipt.
+
+Runs on the controller only (the secret never travels to a host, nor into task arguments, results
+or logs: it is read here, from GATE0_RECEIPT_SECRET in the controller's environment, else from the
+variable gate0_receipt_secret). Documentation: roles/gate0/library/gate0_receipt.py.
+
+The receipt is the part of the gate0 fact a consumer relies on (run, time, host, verdict, gates,
+production digest, clone name and server identity, decisions), plus `tag` = HMAC-SHA256 over its
+canonical JSON (sorted keys, no whitespace, UTF-8). Extra vars outrank everything in Ansible, even
+set_fact and register: both modes refuse to run when extra vars set a variable gate0 computes
+itself, since a verdict or a verification built from them would not be evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+ALG = "HMAC-SHA256"
+VERSION = 1
+SECRET_ENV = "GATE0_RECEIPT_SECRET"  # noqa: S105 - the name of the variable, not a secret
+SECRET_VAR = "gate0_receipt_secret"  # noqa: S105 - the name of the variable, not a secret
+MIN_SECRET_CHARS = 16
+# Variables gate0 computes itself: an extra var of one of these names would replace gate0's own value.
+PROTECTED_PREFIX = "__gate0"
+PROTECTED_NAMES = ("gate0_required_record", "gate0_required")
+
+
+def plain(value: Any) -> Any:
+    """The value as plain JSON types (Ansible hands over its own subclasses); TypeError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"non-finite number {value!r}")
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same bytes for the same content, wherever it was parsed."""
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def compute_tag(body: Mapping[str, Any], secret: str) -> str:
+    return hmac.new(secret.encode("utf-8"), canonical_json(body), hashlib.sha256).hexdigest()
+
+
+def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
+    """What a consumer relies on, taken from a gate0 fact (everything the tag covers)."""
+    prod = fact.get("production") or {}
+    clone = fact.get("clone") or {}
+    decisions = fact.get("decisions") or {}
+    return {
+        "version": VERSION,
+        "alg": ALG,
+        "run_id": fact.get("run_id"),
+        "checked_at": fact.get("checked_at"),
+        "host": fact.get("host"),
+        "passed": fact.get("passed") is True,
+        "gates": list(fact.get("gates") or []),
+        "production": {"database": prod.get("database"), "digest": prod.get("digest")},
+        "clone": {"database": clone.get("database"), "identity": clone.get("identity")},
+        "decisions": {str(k): (v or {}).get("decision") for k, v in decisions.items()},
+    }
+
+
+def sign(fact: Mapping[str, Any], secret: str) -> dict[str, Any]:
+    """The fact with its receipt; `tag` is None without a secret (consumers then fall back)."""
+    body = plain(receipt_body(fact))  # a copy: the receipt shares nothing with the fact
+    return {**fact, "receipt": {**body, "tag": compute_tag(body, secret) if secret else None}}
+
+
+def verify_problem(record: Any, secret: str, host: str, clone_database: str) -> str | None:
+    """Why this gate0 record's receipt must be refused (None when it holds): one line naming which."""
+    if not isinstance(record, Mapping):
+        return f"no gate0 record for this host (got {type(record).__name__}); run playbooks/gate0.yml first"
+    receipt = record.get("receipt")
+    if not isinstance(receipt, Mapping):
+        return "forged: the gate0 record carries no receipt (hand-made, or not written by gate0)"
+    given = receipt.get("tag")
+    if not given:
+        return "forged: the receipt is not signed (written by a gate0 run without gate0_receipt_secret)"
+    body = {k: v for k, v in receipt.items() if k != "tag"}
+    try:
+        want = compute_tag(body, secret)
+    except TypeError as exc:
+        return f"forged: the receipt holds a value that is not JSON ({exc})"
+    if not hmac.compare_digest(want.encode("ascii"), str(given).encode("utf-8")):
+        return ("forged or edited: the receipt's tag does not match its content "
+                "(changed after signing, or signed with another secret)")
+    view = receipt_body(record)
+    edited = sorted(k for k in set(body) | set(view)
+                    if canonical_json(body.get(k)) != canonical_json(view.get(k)))
+    if edited:
+        return f"edited: gate0 {', '.join(edited)} differ from its signed receipt"
+    if body.get("host") != host:
+        return f"replayed to another host: the receipt is for host {body.get('host')!r}, this is {host!r}"
+    clone = (body.get("clone") or {}).get("database")
+    if clone != clone_database:
+        return f"replayed to another clone: the receipt is for {clone!r}, this clone is {clone_database!r}"
+    return None
+
+
+def protected_overrides(extra_vars: Mapping[str, Any]) -> list[str]:
+    """Extra vars that would replace a value gate0 computes itself."""
+    return sorted(str(k) for k in extra_vars
+                  if str(k).startswith(PROTECTED_PREFIX) or str(k) in PROTECTED_NAMES)
+
+
+def secret_problem(secret: str) -> str | None:
+    if secret and len(secret) < MIN_SECRET_CHARS:
+        return f"{SECRET_VAR} is shorter than {MIN_SECRET_CHARS} characters"
+    return None
+
+
+class ActionModule(ActionBase):
+    """mode=sign: return the gate0 fact with its receipt. mode=verify: check a record's receipt."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database"))
+
+    def _secret(self, task_vars: dict[str, Any]) -> str:
+        """GATE0_RECEIPT_SECRET (the controller's environment: no extra var reaches it), else the var."""
+        from_env = os.environ.get(SECRET_ENV, "")
+        if from_env:
+            return from_env
+        if SECRET_VAR not in task_vars:
+            return ""
+        value = self._templar.resolve_variable_expression(SECRET_VAR)
+        return "" if value is None else str(value)
+
+    def _extra_vars(self) -> dict[str, Any]:
+        from ansible.utils.vars import load_extra_vars
+        return dict(load_extra_vars(self._loader))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        mode = args.get("mode")
+        fail = {**result, "failed": True, "changed": False}
+        if mode not in ("sign", "verify"):
+            return {**fail, "msg": f"gate0_receipt: mode must be sign or verify, got {mode!r}"}
+        overrides = protected_overrides(self._extra_vars())
+        why_not = (f"extra vars set gate0's own variable(s) {', '.join(overrides)} (a result built from "
+                   "them is not evidence)") if overrides else None
+        if why_not and mode == "verify":
+            return {**fail, "msg": f"gate0 refuses to accept a gate0 record: {why_not}"}
+        if why_not:
+            # The gate still reports what it saw, but its result is not passed and carries no tag.
+            fact = dict(args.get("gate0") or {})
+            unsigned = sign({**fact, "passed": False}, "")
+            unsigned["receipt"]["refused"] = why_not
+            return {**result, "changed": False, "gate0": unsigned, "signed": False,
+                    "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
+                                 "the result is marked not passed"]}
+        try:
+            secret = self._secret(task_vars)
+        except Exception as exc:  # an unreadable secret is a failure, never "no secret"
+            return {**fail, "msg": f"gate0_receipt: reading {SECRET_VAR}: {' '.join(str(exc).split())}"}
+        why = secret_problem(secret)
+        if why:
+            return {**fail, "msg": f"gate0_receipt: {why}"}
+        if mode == "sign":
+            fact = args.get("gate0")
+            if not isinstance(fact, Mapping):
+                return {**fail, "msg": "gate0_receipt: gate0 (the fact to sign) must be a dict"}
+            try:
+                signed = sign(fact, secret)
+            except TypeError as exc:
+                return {**fail, "msg": f"gate0_receipt: the gate0 fact cannot be signed: {exc}"}
+            return {**result, "changed": False, "gate0": signed, "signed": bool(secret)}
+        record = args.get("gate0")
+        if not secret:
+            return {**result, "changed": False, "gate0": record, "verified": False, "fallback": True,
+                    "msg": f"gate0 receipt NOT verified: no {SECRET_VAR} (nor {SECRET_ENV}) is configured; "
+                           "re-running the whole clone gate instead of trusting the record "
+                           "(slower, never weaker)"}
+        problem = verify_problem(record, secret, str(task_vars.get("inventory_hostname")),
+                                 str(args.get("clone_database") or ""))
+        if problem:
+            return {**fail, "msg": f"gate0 receipt refused: {problem}", "verified": False, "fallback": False}
+        return {**result, "changed": False, "gate0": record, "verified": True, "fallback": False,
+                "msg": f"gate0 receipt verified: run {record.get('run_id')} of {record.get('checked_at')}"}

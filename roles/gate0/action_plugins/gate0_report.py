@@ -1,0 +1,87 @@
+"""Action plugin gate0_report: write the run's JSON and Markdown reports on the controller.
+
+Runs entirely on the controller (no module is shipped to the host, ≈0 s instead of ≈0.45 s per
+file), whatever the host's connection. Documentation: roles/gate0/library/gate0_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+REDACTED = "********"
+DEFAULT_REDACT_VARS = (
+    "gate0_production_login_password", "gate0_clone_login_password", "gate0_receipt_secret")
+
+
+def _secrets(templar: Any, names: list[str]) -> list[str]:
+    """The values of the password variables (undefined or empty ones are skipped)."""
+    out: list[str] = []
+    for name in names:
+        try:
+            value = templar.resolve_variable_expression(name)
+        except Exception:  # noqa: S112 - an undefined password variable has nothing to redact
+            continue
+        if isinstance(value, str) and value:
+            out.append(value)
+    return out
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every occurrence of every secret (longest first) with a fixed mask."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def write_atomic(path: str, text: str, mode: int) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a report."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".gate0-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ActionModule(ActionBase):
+    """Write <dir>/<basename>.json and .md; never reports changed (evidence, not configuration)."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("dir", "basename", "report", "markdown", "redact_vars", "mode"))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        directory = os.path.normpath(str(args.get("dir") or "")) if args.get("dir") else ""
+        basename = str(args.get("basename") or "")
+        if not directory or not basename or os.sep in basename:
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"gate0_report: dir and a plain basename are required, got dir={directory!r} "
+                           f"basename={basename!r}"}
+        mode = int(str(args.get("mode") or "0640"), 8)
+        secrets = _secrets(self._templar, list(args.get("redact_vars") or DEFAULT_REDACT_VARS))
+        paths = {ext: os.path.join(directory, f"{basename}.{ext}") for ext in ("json", "md")}
+        texts = {
+            "json": json.dumps(args.get("report") or {}, indent=2, sort_keys=False, default=str) + "\n",
+            "md": str(args.get("markdown") or ""),
+        }
+        try:
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+            for ext, path in paths.items():
+                write_atomic(path, redact(texts[ext], secrets), mode)
+        except OSError as exc:
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"gate0_report: writing the reports in {directory}: {exc.strerror or exc}"}
+        return {**result, "changed": False, "json_path": paths["json"], "md_path": paths["md"],
+                "redacted": len(secrets)}

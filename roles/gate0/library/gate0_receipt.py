@@ -1,0 +1,87 @@
+# The work is done on the controller by roles/gate0/action_plugins/gate0_receipt.py; this file holds
+# the documentation (the pattern of ansible-core's set_fact/assert).
+
+DOCUMENTATION = r"""
+---
+module: gate0_receipt
+short_description: Sign gate0's result as a receipt, or verify a gate0 record's receipt (controller only)
+description:
+  - O(mode=sign) returns the gate0 fact with a C(receipt) - run id, time, host, verdict, gates,
+    production database and digest, clone database and server identity, decisions - and its C(tag),
+    HMAC-SHA256 over the receipt's canonical JSON (sorted keys, no whitespace, UTF-8). Without a
+    secret the tag is null and consumers fall back to re-running the clone gate.
+  - O(mode=verify) checks a gate0 record before a mutation, in this order, and fails with one line
+    naming the first problem - forged (no receipt, or unsigned), forged or edited (the tag does not
+    match, compared in constant time), edited (a field of the record differs from its signed receipt),
+    replayed to another host, replayed to another clone (by name; the database oid and server are
+    compared on the server by C(clone_sql)). Without a secret it returns RV(fallback)=true.
+  - The secret is read on the controller only - C(GATE0_RECEIPT_SECRET) in the controller's
+    environment, else the variable C(gate0_receipt_secret) - and never appears in the task's
+    arguments or result. A secret shorter than 16 characters is refused.
+  - Both modes refuse to run when extra vars set a variable gate0 computes itself (C(__gate0_*),
+    C(gate0_required_record), C(gate0_required)): extra vars outrank set_fact and register.
+version_added: "1.0.0"
+author: gate0 developers
+options:
+  mode:
+    description: C(sign) (the gate0 role's verdict) or C(verify) (the require entry point).
+    type: str
+    choices: [sign, verify]
+    required: true
+  gate0:
+    description: The gate0 fact to sign, or the gate0 record to verify.
+    type: raw
+    required: true
+  clone_database:
+    description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)).
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+"""
+
+EXAMPLES = r"""
+- name: Verify the receipt before a mutation
+  gate0_receipt:
+    mode: verify
+    gate0: "{{ gate0_required_record }}"
+    clone_database: "{{ gate0_clone_database }}"
+  register: receipt_check
+"""
+
+RETURN = r"""
+gate0:
+  description: With O(mode=sign), the fact with its C(receipt); with O(mode=verify), the record verified.
+  type: dict
+  returned: success
+  sample: {passed: true, run_id: 0b5c..., receipt: {version: 1, alg: HMAC-SHA256, tag: 9f2c...}}
+  contains:
+    receipt:
+      description: The signed receipt (every key but C(tag) is covered by the tag).
+      type: dict
+      sample: {version: 1, alg: HMAC-SHA256, run_id: 0b5c..., host: lab, passed: true, tag: 9f2c...}
+signed:
+  description: With O(mode=sign), whether a secret was configured and the receipt carries a tag.
+  type: bool
+  returned: mode is sign
+  sample: true
+verified:
+  description: With O(mode=verify), whether the receipt's tag and fields were verified.
+  type: bool
+  returned: mode is verify
+  sample: true
+fallback:
+  description: With O(mode=verify), true when no secret is configured (the caller re-runs the clone gate).
+  type: bool
+  returned: mode is verify
+  sample: false
+msg:
+  description: With O(mode=verify), one line saying what was verified, or what was refused and why.
+  type: str
+  returned: mode is verify
+  sample: "gate0 receipt refused: forged: the gate0 record carries no receipt (hand-made, ...)"
+"""

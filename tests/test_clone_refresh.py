@@ -1,0 +1,113 @@
+"""playbooks/clone_refresh.yml on the lab: a real copy of production into a new clone, gated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
+from psycopg2 import sql
+
+NEW_CLONE = "directus_gov_test_20260615"
+CREATE_SQL = REPO / "roles/gate0_refresh/files/create_clone.sql"
+
+
+def psql_create(lab: Lab, clone: str, replace: str = "false") -> subprocess.CompletedProcess[str]:
+    pg_bin = subprocess.run("ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1", shell=True,  # noqa: S602
+                            capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [f"{pg_bin}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(lab.dir),
+         "-p", str(lab.port), "-U", "postgres", "-d", "postgres", "-v", f"clone={clone}",
+         "-v", "prefix=directus_gov_test_",
+         "-v", f"production={PROD_DB}", "-v", "owner=workflow_admin", "-v", f"replace={replace}",
+         "-f", str(CREATE_SQL)], capture_output=True, text=True, timeout=60)
+
+
+def db_oid(lab: Lab, name: str) -> object:
+    rows = lab.query("postgres", "SELECT oid FROM pg_database WHERE datname = %s", (name,))
+    return rows[0][0] if rows else None
+
+
+def drop_db(lab: Lab, name: str) -> None:
+    conn = lab.connect("postgres")  # autocommit: DROP DATABASE refuses a transaction block
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+@pytest.fixture
+def new_clone(lab: Lab) -> Iterator[str]:
+    """The refresh target; dropped afterwards (it is not part of the seed state)."""
+    drop_db(lab, NEW_CLONE)
+    yield NEW_CLONE
+    drop_db(lab, NEW_CLONE)
+
+
+@pytest.mark.parametrize("target", [PROD_DB, "directus_gov_test_", "scratch"])
+def test_server_side_guard_refuses_names_outside_the_rule(lab: Lab, target: str) -> None:
+    before = db_oid(lab, PROD_DB)
+    r = psql_create(lab, target, replace="true")
+    assert r.returncode != 0
+    assert f"gate0 refresh: refusing database {target}: it does not match the clone rule" in r.stderr
+    assert db_oid(lab, PROD_DB) == before
+
+
+def test_server_side_guard_refuses_an_existing_clone_unless_replace(lab: Lab) -> None:
+    before = db_oid(lab, CLONE_DB)
+    r = psql_create(lab, CLONE_DB)
+    assert r.returncode != 0
+    assert "exists; set gate0_refresh_replace=true" in r.stderr
+    assert db_oid(lab, CLONE_DB) == before
+
+
+def test_refresh_refuses_a_production_target_before_connecting(lab: Lab, tmp_path: Path) -> None:
+    before = db_oid(lab, PROD_DB)
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={PROD_DB}",
+                     "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode != 0
+    assert "gate0 vars: gate0_production_allowed_databases must not include the clone 'directus'" in r.stdout
+    assert "TASK [gate0 : prod |" not in r.stdout and "Create the new clone" not in r.stdout
+    assert db_oid(lab, PROD_DB) == before
+
+
+def test_refresh_refuses_after_a_failed_upstream_gate(lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    arts = tmp_path / "artifacts.json"
+    arts.write_text(json.dumps({"gate0_hosts": {"lab": {"passed": False, "run_id": "upstream"}}}))
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                     "-e", f"@{arts}", "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode != 0
+    assert "gate0 refresh: the upstream gate0 did not pass for lab (run upstream)" in r.stdout
+    assert db_oid(lab, new_clone) is None
+
+
+def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
+        lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    prod_oid = db_oid(lab, PROD_DB)
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                     "-e", f"gate0_report_dir={tmp_path}", timeout=400)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "gate0 exit PASS: production unchanged" in r.stdout
+    # The copy: production's data, isolated.
+    for table in ("system_issues", "dot_tools", "governance_object_inventory"):
+        q = f"SELECT count(*) FROM {table}"
+        assert lab.scalar(new_clone, q) == lab.scalar(PROD_DB, q), table
+    assert lab.scalar(new_clone, "SELECT count(*) FROM event_type_registry WHERE active") == 0
+    assert lab.scalar(new_clone, "SELECT count(*) FROM directus_flows WHERE status <> 'inactive'") == 0
+    acl = lab.scalar("postgres", "SELECT datacl::text FROM pg_database WHERE datname = %s", (new_clone,))
+    assert acl == "{workflow_admin=CTc/workflow_admin}"
+    assert db_oid(lab, PROD_DB) == prod_oid
+    # Two gate0 runs: before the copy (prod and disk; the clone gate skipped), then every gate.
+    runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("gate0-*.json"))]
+    assert [r_["verdict"] for r_ in runs] == ["PASS", "PASS"]
+    first, last = runs
+    assert {c["status"] for c in first["checks"] if c["gate"] == "clone"} == {"skipped"}
+    assert [c["id"] for c in last["checks"] if c["status"] != "pass"] == []
+    assert last["clone"]["database"] == new_clone
+    # A mutation on the new clone, in a later run: gate0 comes from the fact cache, for this clone.
+    apply = run_playbook("playbooks/clone_apply.yml", "-e", f"gate0_clone_database={new_clone}",
+                         "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
+    assert apply.returncode == 0, apply.stdout[-3000:]
+    assert "1 statement(s), rolled back" in " ".join(apply.stdout.split())

@@ -1,0 +1,191 @@
+"""gate0's frame: variable validation before any connection, the verdict, the reports, no password.
+
+Unit tests of the pure filters (roles/gate0/filter_plugins/gate0_verdict.py) beside real
+ansible-playbook runs against the lab. Reading the JSON report is how tests see check statuses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Lab, run_playbook
+
+_spec = importlib.util.spec_from_file_location(
+    "gate0_verdict", REPO / "roles/gate0/filter_plugins/gate0_verdict.py")
+gv = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gv)
+
+_spec2 = importlib.util.spec_from_file_location(
+    "gate0_report_action", REPO / "roles/gate0/action_plugins/gate0_report.py")
+ga = importlib.util.module_from_spec(_spec2)
+_spec2.loader.exec_module(ga)
+
+GOOD = {
+    "gate0_production_login_port": 5432,
+    "gate0_clone_login_port": 5432,
+    "gate0_statement_timeout": 5000,
+    "gate0_lock_timeout": 1000,
+    "gate0_connect_timeout": 5,
+    "gate0_disk_min_free_bytes": 0,
+    "gate0_disk_min_free_percent": 10,
+    "gate0_disk_clone_size_factor": 2,
+    "gate0_max_age": 3600,
+    "gate0_production_database": "directus",
+    "gate0_production_allowed_databases": ["directus", "incomex_metadata", "workflow"],
+    "gate0_clone_database": "directus_gov_test_20260602",
+    "gate0_clone_name_prefix": "directus_gov_test_",
+    "gate0_gates": ["prod", "clone", "disk"],
+}
+
+
+def problems(**over: object) -> list[str]:
+    return gv.gate0_config_problems({**GOOD, **over})
+
+
+def test_config_good_has_no_problem(tmp_path: Path) -> None:
+    assert problems(gate0_report_dir=str(tmp_path / "new" / "reports")) == []
+
+
+@pytest.mark.parametrize(("over", "needle"), [
+    ({"gate0_statement_timeout": 0}, "gate0_statement_timeout must be a number in 1..3600000, got 0"),
+    ({"gate0_lock_timeout": -5}, "gate0_lock_timeout must be a number in 1..3600000, got -5"),
+    ({"gate0_clone_login_port": 70000}, "gate0_clone_login_port must be a number in 1..65535, got 70000"),
+    ({"gate0_disk_min_free_percent": 101}, "gate0_disk_min_free_percent must be a number in 0..100"),
+    ({"gate0_max_age": "soon"}, "gate0_max_age must be a number in 1..inf, got 'soon'"),
+    ({"gate0_production_allowed_databases": ["directus", "directus_gov_test_20260602"]},
+     "must not include the clone 'directus_gov_test_20260602'"),
+    ({"gate0_production_allowed_databases": []}, "must name at least the production database, got []"),
+    ({"gate0_production_allowed_databases": ["workflow"]}, "must include gate0_production_database"),
+    ({"gate0_gates": []}, "gate0_gates must be a non-empty list"),
+    ({"gate0_report_dir": "/etc/hostname/reports"}, "gate0_report_dir cannot be created: /etc/hostname"),
+])
+def test_config_problem_names_variable_and_value(over: dict, needle: str) -> None:
+    found = problems(**over)
+    assert found, over
+    assert any(needle in p for p in found), found
+    assert all("\n" not in p for p in found)
+
+
+def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> None:
+    ids = ["prod.a", "clone.b", "disk.c"]
+    recs = [{"id": "prod.a", "gate": "prod", "status": "pass", "observed": 1, "expected": 1, "message": "ok"}]
+    out = gv.gate0_complete_checks(recs, ids, ["prod", "clone"])
+    assert [r["status"] for r in out] == ["pass", "fail", "skipped"]
+    assert "not run" in out[1]["message"]
+    with pytest.raises(ValueError, match="reported twice"):
+        gv.gate0_complete_checks(recs + recs, ids)
+    with pytest.raises(ValueError, match=r"unknown check ids: x\.y"):
+        gv.gate0_complete_checks([{**recs[0], "id": "x.y"}], ids)
+
+
+def test_fail_message_one_line_per_failed_check() -> None:
+    recs = [
+        {"id": "prod.a", "status": "fail", "message": "two\nlines"},
+        {"id": "clone.b", "status": "pass", "message": "fine"},
+        {"id": "disk.c", "status": "fail", "message": ""},
+    ]
+    msg = gv.gate0_fail_message(recs, "db1")
+    assert msg.splitlines() == [
+        "gate0 FAIL on db1: 2 of 3 checks failed", "prod.a: two lines", "disk.c: failed"]
+
+
+def test_play_stats_single_and_several_hosts() -> None:
+    a = {"passed": True, "host": "a", "checked_at": "2026-06-02T10:00:00Z", "clone": {"database": "x_1"}}
+    b = {"passed": False, "host": "b", "checked_at": "2026-06-02T10:00:01Z"}
+    one = gv.gate0_play_stats({"a": a}, ["a"])
+    assert one["gate0"] is a and one["gate0_hosts"] == {"a": a}
+    two = gv.gate0_play_stats({"a": a, "b": b, "c": None}, ["a", "b", "c"])
+    assert two["gate0"]["passed"] is False
+    assert two["gate0"]["failed_hosts"] == ["b", "c"]
+    assert "clone" not in two["gate0"]
+    assert two["gate0_hosts"]["c"]["passed"] is False
+    assert gv.gate0_play_stats({"a": a, "b": a}, ["a", "b"])["gate0"]["passed"] is True
+
+
+def test_require_problems() -> None:
+    good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"}}
+    assert gv.gate0_require_problems(good, "c_1") == []
+    assert "no gate0 record" in gv.gate0_require_problems(None, "c_1")[0]
+    assert "did not pass" in gv.gate0_require_problems({**good, "passed": False}, "c_1")[0]
+    assert "without gate(s) clone" in gv.gate0_require_problems({**good, "gates": ["prod", "disk"]}, "c_1")[0]
+    assert "was for clone 'c_1', not" in gv.gate0_require_problems(good, "c_2")[0]
+
+
+def test_redact_masks_every_secret_longest_first() -> None:
+    assert ga.redact("a pw123 b pw1234", ["pw123", "pw1234"]) == "a ******** b ********"
+
+
+def _reports(report_dir: Path) -> list[Path]:
+    return sorted(report_dir.glob("gate0-*.json"))
+
+
+@pytest.mark.parametrize(("extra", "needles"), [
+    (["-e", "gate0_clone_database=directus"],
+     ["gate0_production_allowed_databases must not include the clone 'directus', got ['directus']",
+      "gate0_clone_database=directus and gate0_clone_name_prefix=directus_gov_test_ break the clone "
+      "name rule: 'directus' does not start with exactly 'directus_gov_test_'"]),
+    (["-e", "gate0_clone_name_prefix=dir"],
+     ["gate0_clone_name_prefix=dir break the clone name rule: prefix 'dir' is shorter than 8 characters, "
+      "prefix 'dir' also matches production/allowlisted 'directus'"]),
+    (["-e", "gate0_statement_timeout=0", "-e", '{"gate0_production_allowed_databases": []}'],
+     ["gate0_statement_timeout must be a number in 1..3600000, got '0'",
+      "gate0_production_allowed_databases must name at least the production database, got []"]),
+])
+def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path, extra: list[str],
+                                                      needles: list[str]) -> None:
+    r = run_playbook("playbooks/gate0.yml", *extra, "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode != 0
+    (line,) = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("gate0 vars:")]
+    for needle in needles:
+        assert needle in line
+    assert "TASK [gate0 : prod |" not in r.stdout and "TASK [gate0 : clone |" not in r.stdout
+    assert _reports(tmp_path) == []
+
+
+def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
+    r = run_playbook("playbooks/gate0.yml", "-e", "gate0_report_dir=/etc/hostname/reports")
+    assert r.returncode != 0
+    assert ("gate0_report_dir cannot be created: /etc/hostname is not a directory, "
+            "got '/etc/hostname/reports'") in r.stdout
+    assert "TASK [gate0 : prod |" not in r.stdout
+
+
+def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: Lab, tmp_path: Path) -> None:
+    """A password that reaches report data (here: as a login name) is masked in both files."""
+    secret = lab.password("context_pack_readonly")
+    r = run_playbook("playbooks/gate0.yml", "--tags", "disk", "-e", f"gate0_report_dir={tmp_path}",
+                     "-e", f"gate0_clone_login_user={secret}")
+    assert r.returncode != 0
+    (report,) = _reports(tmp_path)
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "FAIL"
+    by_id = {c["id"]: c for c in data["checks"]}
+    assert by_id["prod.allowlist"]["status"] == "fail"
+    assert "not run" in by_id["clone.name_pattern"]["message"]
+    md = report.with_suffix(".md").read_text()
+    assert md.startswith(f"# Hard Gate 0 — {data['host']}")
+    assert "**Verdict: FAIL**" in md.splitlines()[2]
+    assert "********@127.0.0.1" in md
+    for path in tmp_path.iterdir():
+        text = path.read_text()
+        for role in ("context_pack_readonly", "workflow_admin", "directus"):
+            assert lab.password(role) not in text, (path, role)
+    # The last thing on screen before the recap: the failed checks, one line each.
+    tail = r.stdout[r.stdout.rindex("fatal: [lab]"):]
+    assert re.search(r"gate0 FAIL on lab: \d+ of 18 checks failed", tail)
+    assert "\n        prod.allowlist: not run" in tail
+
+
+def test_an_incoming_gate0_extra_var_cannot_mask_a_fail(lab: Lab, tmp_path: Path) -> None:
+    """AWX hands the previous node's gate0 on as an extra var: this run's verdict must still rule."""
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({"gate0": {"passed": True, "run_id": "old", "clone": {"database": "x"}}}))
+    r = run_playbook("playbooks/gate0.yml", "--tags", "disk", "-e", f"@{stale}",
+                     "-e", f"gate0_report_dir={tmp_path / 'r'}")
+    assert r.returncode != 0
+    (report,) = _reports(tmp_path / "r")
+    assert json.loads(report.read_text())["verdict"] == "FAIL"
