@@ -21,7 +21,8 @@ endif
 MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
 MATRIX_FOCUS ?= tests/matrix_focus.txt
 
-.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others
+.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others \
+	topo-up topo-down topo-status
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
@@ -32,6 +33,8 @@ help:
 	@echo "make -s lab-dsn print the lab superuser's libpq DSN"
 	@echo "make test-matrix the module and playbook tests on every supported major (lab/pg-majors.txt)"
 	@echo "make bench      print speed figures"
+	@echo "make topo-up    start the test topology: SSH database host (netns) + podman containers (root)"
+	@echo "make topo-down  stop it and remove everything topo-up created"
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -97,3 +100,14 @@ bench: venv lab-up
 
 bench-fingerprint: venv lab-up
 	$(BIN)/python bench/fingerprint.py
+
+# The test topology (topo/topo.sh): controller -> SSH -> database host (a network namespace) ->
+# `postgres` and `directus` containers (podman, the docker CLI). Root only; installs what it needs.
+topo-up: pg
+	@topo/topo.sh up
+
+topo-down:
+	@topo/topo.sh down
+
+topo-status:
+	@topo/topo.sh status && echo "gate0: topology up" || { echo "gate0: topology down"; exit 1; }

@@ -77,7 +77,8 @@ options:
     description:
       - Where to read the application's own database binding.
       - C(env_file) reads O(app_binding_path) on the host running the module; C(docker) reads the
-        environment of O(app_binding_container) with C(docker inspect); C(none) reads nothing.
+        environment of O(app_binding_container) with C(docker inspect) (the CLI O(container_cli))
+        on that host; C(none) reads nothing.
     type: str
     choices: [env_file, docker, none]
     default: none
@@ -269,7 +270,6 @@ timings:
     total_ms: {description: Everything, type: int}
 """
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -277,9 +277,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils import gate0_pg
+    from ansible.module_utils import gate0_container, gate0_pg
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_pg  # type: ignore[no-redef]
+    from module_utils import gate0_container, gate0_pg  # type: ignore[no-redef]
 
 try:
     import psycopg2
@@ -408,20 +408,16 @@ def read_binding(module: AnsibleModule) -> dict[str, Any]:
         except OSError as exc:
             out["error"] = f"reading the app's env file {p['app_binding_path']!r}: {exc.strerror or exc}"
     elif source == "docker":
-        out["where"] = p["app_binding_container"]
-        docker = module.get_bin_path("docker")
-        rc, stdout, stderr = (127, "", "docker not found on the host") if docker is None else \
-            module.run_command([docker, "inspect", "--format", "{{json .Config.Env}}",
-                                p["app_binding_container"] or ""])
-        if rc != 0:
-            lines = (stderr or stdout or "failed").strip().splitlines() or ["failed"]
-            out["error"] = f"docker inspect {p['app_binding_container']!r}: {lines[-1]}"
+        name = p["app_binding_container"] or ""
+        out["where"] = name
+        try:
+            info = gate0_container.inspect_container(name, p["container_cli"])
+        except gate0_pg.GateError as exc:
+            out["error"] = str(exc)
         else:
-            try:
-                env = json.loads(stdout) or []
-                out["value"] = parse_env("\n".join(env), variable)
-            except ValueError as exc:
-                out["error"] = f"docker inspect {p['app_binding_container']!r}: unreadable output ({exc})"
+            out["value"] = gate0_container.container_env(info).get(variable)
+            if out["value"] is None:
+                out["error"] = f"{variable} is not set in the environment of container {name!r}"
     if out["error"] is None and source != "none" and out["value"] is None:
         out["error"] = f"{variable} is not set in {out['where']!r}"
     return out

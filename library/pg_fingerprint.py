@@ -44,6 +44,12 @@ options:
   clone_login_port:
     description: Port for the refused clone connection attempt; default O(login_port).
     type: int
+  clone_login_container:
+    description:
+      - Container of the clone's server on the host that runs the module, for the refused clone
+        connection attempt (its address by C(docker inspect), as O(login_container)); default the
+        production server. A container that cannot be found fails the module naming it.
+    type: str
   targets:
     description:
       - What to count, as data. Each key is a target name; each value has either C(relation)
@@ -283,7 +289,7 @@ import re
 import time
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible.module_utils import gate0_pg as pg
@@ -636,8 +642,14 @@ def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
     """Try the clone with the production credentials; it must be refused. Never runs a query on it."""
     probe = dict(params)
     probe["login_db"] = params["clone_database"]
-    if params.get("clone_login_host"):
-        probe["login_host"], probe["login_unix_socket"] = params["clone_login_host"], ""
+    if params.get("clone_login_container"):
+        probe["login_container"], probe["login_unix_socket"] = params["clone_login_container"], ""
+    elif params.get("clone_login_host"):
+        probe.update(login_host=params["clone_login_host"], login_unix_socket="", login_container="")
+    if probe.get("login_container") and not probe.get("login_unix_socket"):
+        # Locate the clone's server first (raises GateError naming the container): a container that
+        # cannot be found proves nothing, so it must not count as a refused connection below.
+        probe["login_host"], probe["login_container"] = pg.login_host(probe), ""
     if params.get("clone_login_port"):
         probe["login_port"] = params["clone_login_port"]
     host = probe.get("login_unix_socket") or probe.get("login_host") or "localhost"
@@ -826,6 +838,7 @@ def main() -> None:
         clone_database={"type": "str"},
         clone_login_host={"type": "str"},
         clone_login_port={"type": "int"},
+        clone_login_container={"type": "str"},
         targets={"type": "dict", "required": True},
         baseline={"type": "dict", "default": {}},
         hash_chunk_rows={"type": "int", "default": 50000},
@@ -833,7 +846,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
         module.fail_json(
-            msg=missing_required_lib("psycopg2"), exception=pg.PSYCOPG2_IMPORT_ERROR, failed_stage="options"
+            msg=pg.PSYCOPG2_HINT, exception=pg.PSYCOPG2_IMPORT_ERROR, failed_stage="options"
         )
     result: dict[str, Any] = {"changed": False}
     try:

@@ -8,6 +8,7 @@ into fail_json. Connection options live here once (argument spec) and once in th
 from __future__ import annotations
 
 import re
+import sys
 import time
 from typing import Any
 
@@ -25,9 +26,11 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without psyc
     PSYCOPG2_IMPORT_ERROR = str(exc)
 
 APPLICATION_NAME = "gate0"
+# One line, naming the interpreter that lacks it (the database host's, when run over SSH).
 PSYCOPG2_HINT = (
-    "psycopg2 is required on the host that runs this module: install the OS package "
-    "python3-psycopg2 (Debian/Ubuntu/RHEL) or pip install psycopg2-binary"
+    f"psycopg2 is required on the host that runs this module (Python {sys.executable}): install the "
+    "OS package python3-psycopg2 (Debian/Ubuntu/RHEL; the role does with gate0_install_psycopg2: true) "
+    "or pip install psycopg2-binary"
 )
 
 # Settings pinned in every gate0 transaction so that text output (and so content hashes) does not
@@ -65,6 +68,10 @@ def pg_argument_spec() -> dict[str, Any]:
         "connect_timeout": {"type": "int", "default": 5},
         "statement_timeout": {"type": "int", "default": 5000},
         "lock_timeout": {"type": "int", "default": 1000},
+        # PostgreSQL in a container on the host running the module: its address, by `docker inspect`.
+        "login_container": {"type": "str", "default": ""},
+        "login_container_network": {"type": "str", "default": ""},
+        "container_cli": {"type": "str", "default": "docker"},
     }
 
 
@@ -91,9 +98,27 @@ def one_line(exc: BaseException) -> str:
     return first
 
 
+def login_host(params: dict[str, Any]) -> str | None:
+    """The server to connect to: the socket directory, the container's address, or login_host.
+
+    With login_container set, the container's address on its network is resolved on the host that
+    runs the module (`docker inspect`); a missing or stopped container raises GateError naming it.
+    """
+    if params.get("login_unix_socket"):
+        return params["login_unix_socket"]
+    if params.get("login_container"):
+        try:
+            from ansible.module_utils.gate0_container import resolve_address
+        except ImportError:  # pragma: no cover - under pytest, from the repository
+            from module_utils.gate0_container import resolve_address
+        return resolve_address(params["login_container"], params.get("login_container_network") or "",
+                               params.get("container_cli") or "docker")
+    return params.get("login_host") or None
+
+
 def connect(params: dict[str, Any]) -> Any:
     """Open one connection with the shared options; raise GateError naming the server on failure."""
-    host = params.get("login_unix_socket") or params.get("login_host") or None
+    host = login_host(params)
     kwargs: dict[str, Any] = {
         "host": host,
         "port": params.get("login_port"),
@@ -114,6 +139,8 @@ def connect(params: dict[str, Any]) -> Any:
         kwargs["sslrootcert"] = params["ca_cert"]
     where = (f"{params.get('login_user')}@{host or 'localhost'}:{params.get('login_port')}"
              f"/{params.get('login_db')}")
+    if params.get("login_container") and not params.get("login_unix_socket"):
+        where += f" (container {params['login_container']!r})"
     try:
         conn = psycopg2.connect(**{k: v for k, v in kwargs.items() if v is not None})
     except psycopg2.Error as exc:

@@ -54,6 +54,27 @@ options:
       - Milliseconds any one statement may wait for a lock (C(SET LOCAL lock_timeout)); a positive number.
     type: int
     default: 1000
+  login_container:
+    description:
+      - Name of the container running PostgreSQL on the host that runs the module.
+      - When set, the server's address is the container's IP address on its network, read with
+        C(docker inspect) on that host (O(login_host) is then ignored); a missing or stopped container
+        fails naming it.
+      - Empty means O(login_host) (or O(login_unix_socket)).
+    type: str
+    default: ''
+  login_container_network:
+    description:
+      - The container network whose address to use when the container is on several networks.
+      - Empty means the container's only network with an address.
+    type: str
+    default: ''
+  container_cli:
+    description:
+      - Container CLI on the host that runs the module, answering C(inspect) as Docker does
+        (C(docker), or C(podman)).
+    type: str
+    default: docker
 requirements:
   - psycopg2 (python3-psycopg2 or psycopg2-binary) on the host that runs the module
 notes:

@@ -1,0 +1,213 @@
+"""The real topology: gate0 over SSH on a database host whose PostgreSQL runs in a container.
+
+The topology (topo/topo.sh, `make topo-up`) is brought up once for the session, or reused when it
+is already up, and taken down at the end only if this session started it. Select with `-m topo`.
+Needs root (network namespaces, podman); CI runs as root.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, lab_env, run_playbook
+
+TOPO_SH = REPO / "topo" / "topo.sh"
+INVENTORY = "inventories/topo"
+CLONE_DB = "directus_gov_test_20260602"
+
+pytestmark = pytest.mark.topo
+
+
+@dataclass
+class Topo:
+    """Handle on the running topology: its facts (topo/topo.sh env), the docker CLI, SSH."""
+
+    env: dict[str, str]
+
+    @property
+    def host(self) -> str:
+        return self.env["GATE0_TOPO_HOST"]
+
+    @property
+    def postgres_ip(self) -> str:
+        return self.env["GATE0_TOPO_POSTGRES_IP"]
+
+    def sh(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TOPO_SH), *args], env=lab_env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, DOCKER_HOST=self.env["GATE0_TOPO_DOCKER_HOST"])
+        return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60,
+                              check=check)
+
+    def ssh(self, command: str) -> subprocess.CompletedProcess[str]:
+        keys = Path(self.env["GATE0_TOPO_STATE"]) / "ssh"
+        return subprocess.run(
+            ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
+             "-i", str(keys / "id_ed25519"), "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none", f"root@{self.host}", command],
+            capture_output=True, text=True, timeout=60)
+
+    def restore(self) -> None:
+        """Back to the seed topology: postgres running and the app bound to production."""
+        self.sh("directus", "directus", timeout=60)
+        up = self.sh("up")
+        assert up.returncode == 0, up.stderr
+        self.env = read_env()  # a recreated container may have another address
+
+
+def read_env() -> dict[str, str]:
+    out = subprocess.run([str(TOPO_SH), "env"], env=lab_env(), capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="session")
+def topo() -> Iterator[Topo]:
+    if os.geteuid() != 0:
+        pytest.skip("the topology needs root (network namespaces, podman)")
+    was_up = subprocess.run([str(TOPO_SH), "status"], env=lab_env(), capture_output=True).returncode == 0
+    start = time.monotonic()
+    up = subprocess.run([str(TOPO_SH), "up"], env=lab_env(), capture_output=True, text=True, timeout=900)
+    if up.returncode != 0:
+        pytest.fail(f"topo/topo.sh up failed: {up.stderr.strip()[-2000:]}")
+    print(f"topology {'reused' if was_up else 'up'} in {time.monotonic() - start:.1f} s")
+    yield Topo(env=read_env())
+    if not was_up:
+        subprocess.run([str(TOPO_SH), "down"], env=lab_env(), capture_output=True, timeout=120)
+
+
+def test_controller_cannot_reach_the_container_address(topo: Topo) -> None:
+    """The root namespace (the controller) has an unreachable route for the container subnet."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    start = time.monotonic()
+    with pytest.raises(OSError) as exc:
+        sock.connect((topo.postgres_ip, 5432))
+    sock.close()
+    assert exc.value.errno == errno.EHOSTUNREACH
+    assert time.monotonic() - start < 1, "the attempt must fail at once, not time out"
+
+
+def test_database_host_reaches_postgres_and_runs_the_real_docker_cli(topo: Topo) -> None:
+    """Over SSH, the host's `docker inspect` names the container's address and pg answers there."""
+    fmt = '{{.State.Running}} {{(index .NetworkSettings.Networks "gate0").IPAddress}}'
+    out = topo.ssh(f"docker inspect -f '{fmt}' postgres"
+                   f" && /usr/lib/postgresql/*/bin/pg_isready -h {topo.postgres_ip} -p 5432")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"true {topo.postgres_ip}"
+    assert "accepting connections" in out.stdout
+
+
+def test_app_container_is_bound_to_production(topo: Topo) -> None:
+    env = json.loads(topo.docker("inspect", "-f", "{{json .Config.Env}}", "directus").stdout)
+    assert "DB_DATABASE=directus" in env
+
+
+# --- gate0 through the topology -------------------------------------------------------------------
+
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess[str]
+    report: dict
+
+    @property
+    def checks(self) -> dict[str, dict]:
+        return {c["id"]: c for c in self.report["checks"]}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {c["id"]: c["message"] for c in self.report["checks"] if c["status"] == "fail"}
+
+
+def gate0(tmp_path: Path, *extra: str) -> Run:
+    """ansible-playbook playbooks/gate0.yml on the topology's host; its JSON report."""
+    reports = tmp_path / "reports"
+    proc = run_playbook("-i", INVENTORY, "playbooks/gate0.yml", "-e", f"gate0_report_dir={reports}", *extra,
+                        timeout=300)
+    found = sorted(reports.glob("gate0-dbhost-*.json"))
+    assert found, f"no report written (rc {proc.returncode}): {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    return Run(proc=proc, report=json.loads(found[-1].read_text()))
+
+
+@pytest.fixture
+def fresh_topo(topo: Topo) -> Iterator[Topo]:
+    """The topology for a test that changes it (containers): put back to the seed state afterwards."""
+    yield topo
+    topo.restore()
+
+
+@pytest.fixture(scope="session")
+def python_without_psycopg2(topo: Topo) -> str:
+    """A Python on the database host without psycopg2 (a bare venv of the system's Python)."""
+    venv = Path(topo.env["GATE0_TOPO_STATE"]) / "py-no-psycopg2"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)],
+                       check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import psycopg2"], capture_output=True).returncode != 0
+    return python
+
+
+def test_gate0_over_ssh_passes(topo: Topo, tmp_path: Path) -> None:
+    run = gate0(tmp_path, "-e", "gate0_install_psycopg2=true")
+    assert run.proc.returncode == 0, run.failed or run.proc.stdout[-3000:]
+    assert run.report["verdict"] == "PASS"
+    assert "gate0 PASS" in run.proc.stdout
+    # The modules connected from the host to the container's address (the controller cannot).
+    assert run.report["production"]["identity"]["address"] == topo.postgres_ip
+
+
+def test_app_bound_to_the_clone_fails_app_binding(fresh_topo: Topo, tmp_path: Path) -> None:
+    """The app container recreated with DB_DATABASE set to the clone: clone.app_binding FAILs."""
+    assert fresh_topo.sh("directus", CLONE_DB, timeout=60).returncode == 0
+    env = json.loads(fresh_topo.docker("inspect", "-f", "{{json .Config.Env}}", "directus").stdout)
+    assert f"DB_DATABASE={CLONE_DB}" in env
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    assert list(run.failed) == ["clone.app_binding"], run.failed
+    assert CLONE_DB in run.failed["clone.app_binding"]
+
+
+def test_app_container_missing_fails_app_binding_naming_it(fresh_topo: Topo, tmp_path: Path) -> None:
+    fresh_topo.docker("rm", "-f", "directus")
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    assert list(run.failed) == ["clone.app_binding"], run.failed
+    assert "'directus'" in run.failed["clone.app_binding"]
+    assert "no such container" in run.failed["clone.app_binding"]
+
+
+def test_postgres_container_stopped_fails_naming_it(fresh_topo: Topo, tmp_path: Path) -> None:
+    fresh_topo.docker("stop", "-t", "5", "postgres")
+    run = gate0(tmp_path)
+    assert run.proc.returncode != 0
+    prod = {i: m for i, m in run.failed.items() if i.startswith("prod.")}
+    clone = {i: m for i, m in run.failed.items() if i.startswith("clone.")}
+    assert prod and clone, run.failed
+    for message in [*prod.values(), *clone.values()]:
+        assert "container 'postgres'" in message and "not running" in message, message
+        assert "\n" not in message and "Traceback" not in message
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr
+
+
+def test_host_without_psycopg2_says_how_to_install_it(topo: Topo, tmp_path: Path,
+                                                      python_without_psycopg2: str) -> None:
+    run = gate0(tmp_path, "-e", f"ansible_python_interpreter={python_without_psycopg2}")
+    assert run.proc.returncode != 0
+    assert run.failed
+    for message in run.failed.values():
+        if "psycopg2" in message:
+            assert "python3-psycopg2" in message and "\n" not in message, message
+    assert any("python3-psycopg2" in m for m in run.failed.values())
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr
