@@ -376,10 +376,12 @@ down() {
         rm -f "$s"
     done
     if [ -S "$SOCK" ] && alive "$(cat "$RUN/podman.pid" 2>/dev/null || true)"; then
-        dk rm -f directus postgres >/dev/null 2>&1 || true
+        # Bounded: under load podman may wait on exec sessions; the steps below stop it anyway.
+        DOCKER_HOST="unix://$SOCK" timeout 60 docker rm -f directus postgres >/dev/null 2>&1 || true
     fi
     if [ -e "$NSPATH" ] && [ -f "$STATE/containers.conf" ]; then
-        pm rm -a -f -t 2 >/dev/null 2>&1 || true
+        CONTAINERS_CONF="$STATE/containers.conf" CONTAINERS_STORAGE_CONF="$STATE/storage.conf" \
+            timeout 60 nsenter --net="$NSPATH" podman rm -a -f -t 2 >/dev/null 2>&1 || true
     fi
     stop_pid "$RUN/podman.pid"
     stop_pid "$RUN/sshd.pid"
