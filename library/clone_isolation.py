@@ -22,7 +22,7 @@ description:
   - All table, column, trigger and marker names come from O(profile) (data, not code).
 version_added: "0.1.0"
 author: gate0 maintainers
-extends_documentation_fragment: [gate0_pg]
+extends_documentation_fragment: [gate0_pg, gate0_pg.clone_name]
 attributes:
   check_mode:
     support: full
@@ -39,21 +39,6 @@ options:
       - O(login_db) must start with it and be longer than it.
     type: str
     required: true
-  clone_name_prefix_min_length:
-    description: The prefix must be at least this long (a shorter one is refused before connecting).
-    type: int
-    default: 1
-  clone_name_suffix_regex:
-    description: What follows the prefix must fully match this regex (empty for anything non-empty).
-    type: str
-    default: ''
-  production_databases:
-    description:
-      - Every production database name (the production database and the production allowlist).
-      - The module refuses to connect when O(login_db) is one of them or when the prefix would match one.
-    type: list
-    elements: str
-    default: []
   profile:
     description:
       - Where the clone's state lives (see the gate0 role's C(gate0_clone_profile) for the layout).
@@ -636,11 +621,9 @@ def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     argument_spec = gate0_pg.pg_argument_spec()
+    argument_spec.update(gate0_pg.clone_name_argument_spec())
     argument_spec.update(
         clone_name_prefix={"type": "str", "required": True},
-        production_databases={"type": "list", "elements": "str", "default": []},
-        clone_name_prefix_min_length={"type": "int", "default": 1},
-        clone_name_suffix_regex={"type": "str", "default": ""},
         profile={"type": "dict", "required": True},
         outbox_probe={"type": "bool", "default": True},
         app_role={"type": "str", "default": ""},

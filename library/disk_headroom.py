@@ -18,7 +18,7 @@ description:
     decide. A missing path is reported in RV(path_error), not raised.
 version_added: "0.1.0"
 author: gate0 maintainers
-extends_documentation_fragment: [gate0_pg]
+extends_documentation_fragment: [gate0_pg, gate0_pg.clone_name]
 attributes:
   check_mode:
     support: full
@@ -40,19 +40,6 @@ options:
       - When set, O(login_db) is the clone and the module refuses to connect unless it starts with
         exactly this prefix and is none of O(production_databases) (the clone channel's name rule).
     type: str
-  clone_name_prefix_min_length:
-    description: The prefix must be at least this long (a shorter one is refused before connecting).
-    type: int
-    default: 1
-  clone_name_suffix_regex:
-    description: What follows the prefix must fully match this regex (empty for anything non-empty).
-    type: str
-    default: ''
-  production_databases:
-    description: Production database names the clone channel must never connect to.
-    type: list
-    elements: str
-    default: []
 """
 
 EXAMPLES = r"""
@@ -179,13 +166,11 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
 
 def main() -> None:
     argument_spec = gate0_pg.pg_argument_spec()
+    argument_spec.update(gate0_pg.clone_name_argument_spec())
     argument_spec.update(
         path={"type": "str", "required": True},
         databases={"type": "list", "elements": "str", "default": []},
         clone_name_prefix={"type": "str"},
-        production_databases={"type": "list", "elements": "str", "default": []},
-        clone_name_prefix_min_length={"type": "int", "default": 1},
-        clone_name_suffix_regex={"type": "str", "default": ""},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not gate0_pg.HAS_PSYCOPG2:

@@ -75,6 +75,15 @@ def pg_argument_spec() -> dict[str, Any]:
     }
 
 
+def clone_name_argument_spec() -> dict[str, Any]:
+    """Options of the clone naming rule (doc fragment gate0_pg.clone_name); the prefix is per module."""
+    return {
+        "production_databases": {"type": "list", "elements": "str", "default": []},
+        "clone_name_prefix_min_length": {"type": "int", "default": 1},
+        "clone_name_suffix_regex": {"type": "str", "default": ""},
+    }
+
+
 def check_timeouts(params: dict[str, Any]) -> None:
     """Refuse zero or negative timeouts: 0 means 'no timeout' to PostgreSQL, never wanted here."""
     for key in ("connect_timeout", "statement_timeout", "lock_timeout"):

@@ -81,3 +81,24 @@ notes:
   - Every query runs inside one transaction that is rolled back; C(application_name) is C(gate0), the
     time zone UTC and text formats pinned, and the settings are read back from the server.
 """
+
+    # The clone naming rule, shared by the modules that talk to the clone (clone_isolation,
+    # disk_headroom): extends_documentation_fragment: [gate0_pg, gate0_pg.clone_name].
+    CLONE_NAME = r"""
+options:
+  clone_name_prefix_min_length:
+    description: The prefix must be at least this long (a shorter one is refused before connecting).
+    type: int
+    default: 1
+  clone_name_suffix_regex:
+    description: What follows the prefix must fully match this regex (empty for anything non-empty).
+    type: str
+    default: ''
+  production_databases:
+    description:
+      - Every production database name (the production database and the production allowlist).
+      - The module refuses to connect when O(login_db) is one of them or when the prefix would match one.
+    type: list
+    elements: str
+    default: []
+"""
