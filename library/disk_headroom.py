@@ -93,101 +93,27 @@ timings:
   contains:
     filesystem_ms: {description: statvfs, type: int}
     database_ms: {description: Connecting and reading sizes, type: int}
+duration_ms:
+  description: Milliseconds the whole observation took (filesystem and server).
+  type: int
+  returned: success
+  sample: 7
 """
-
-import os
-import time
-from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils import gate0_pg
+    from ansible.module_utils import gate0_disk as disk
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_pg  # type: ignore[no-redef]
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover
-    psycopg2 = None
-
-
-def filesystem(path: str) -> dict[str, Any]:
-    """Total, used and free bytes of the filesystem holding `path` (raises OSError)."""
-    st = os.statvfs(path)
-    total = st.f_blocks * st.f_frsize
-    free = st.f_bavail * st.f_frsize
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    # As df: the percent of the space a user can reach (root's reserved blocks excluded).
-    reachable = used + free
-    return {"total_bytes": total, "used_bytes": used, "free_bytes": free,
-            "free_percent": round(100.0 * free / reachable, 2) if reachable else 0.0}
-
-
-def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """pg_database_size of each name over one read-only connection; a refusal becomes an error entry."""
-    sizes: dict[str, Any] = {n: None for n in names}
-    errors: dict[str, str] = {}
-    if not names:
-        return sizes, errors
-    conn = None
-    if params.get("clone_name_prefix") is not None:
-        refused = gate0_pg.clone_name_refusal(params["login_db"], params["clone_name_prefix"],
-                                              params["production_databases"],
-                                              params["clone_name_prefix_min_length"],
-                                              params["clone_name_suffix_regex"])
-        if refused:
-            errors["connection"] = f"refusing the clone channel before connecting: {refused}"
-            return sizes, errors
-    try:
-        gate0_pg.check_timeouts(params)
-        conn = gate0_pg.connect(params)
-        gate0_pg.begin(conn, params, read_only=True, isolation="READ COMMITTED")
-        cur = conn.cursor()
-        for name in names:
-            cur.execute("SAVEPOINT gate0_size")
-            try:
-                cur.execute("SELECT pg_database_size(%s)", (name,))
-                sizes[name] = int(cur.fetchone()[0])
-                cur.execute("RELEASE SAVEPOINT gate0_size")
-            except psycopg2.Error as exc:
-                cur.execute("ROLLBACK TO SAVEPOINT gate0_size")
-                errors[name] = f"reading the size of {name}: {gate0_pg.one_line(exc)}"
-        cur.close()
-    except gate0_pg.GateError as exc:
-        errors["connection"] = str(exc)
-    except psycopg2.Error as exc:
-        errors["connection"] = f"reading database sizes: {gate0_pg.one_line(exc)}"
-    finally:
-        if conn is not None:
-            gate0_pg.rollback_quietly(conn)
-    return sizes, errors
+    from module_utils import gate0_disk as disk  # type: ignore[no-redef]
 
 
 def main() -> None:
-    argument_spec = gate0_pg.pg_argument_spec()
-    argument_spec.update(gate0_pg.clone_name_argument_spec())
-    argument_spec.update(
-        path={"type": "str", "required": True},
-        databases={"type": "list", "elements": "str", "default": []},
-        clone_name_prefix={"type": "str"},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not gate0_pg.HAS_PSYCOPG2:
-        module.fail_json(msg=gate0_pg.PSYCOPG2_HINT)
-    p = module.params
-    start = time.monotonic()
-    fs, path_error = None, None
-    try:
-        fs = filesystem(p["path"])
-    except OSError as exc:
-        path_error = f"measuring {p['path']}: {exc.strerror or exc}"
-    fs_ms = gate0_pg.elapsed_ms(start)
-    start = time.monotonic()
-    sizes, size_errors = database_sizes(p, p["databases"])
-    module.exit_json(changed=False, path=p["path"], path_error=path_error, filesystem=fs, sizes=sizes,
-                     size_errors=size_errors,
-                     timings={"filesystem_ms": fs_ms, "database_ms": gate0_pg.elapsed_ms(start)})
+    module = AnsibleModule(argument_spec=disk.argument_spec(), supports_check_mode=True)
+    result = disk.observe(module.params)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

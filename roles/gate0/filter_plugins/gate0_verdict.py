@@ -101,6 +101,18 @@ def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def gate0_selected_gates(gates: list[str], run_tags: list[str] | None = None,
+                         skip_tags: list[str] | None = None) -> list[str]:
+    """The gates this run observes: `gates` (gate0_gates) narrowed by --tags/--skip-tags.
+
+    As Ansible selects a task tagged with the gate's name: asked for by `all` (no --tags), `tagged`
+    or the name itself, and not skipped by the name or `tagged`. Order kept (prod, clone, disk).
+    """
+    run = set(run_tags or ["all"])
+    skip = set(skip_tags or [])
+    return [g for g in gates if run & {"all", "tagged", g} and not skip & {"tagged", g}]
+
+
 def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
                           gates: list[str] | None = None) -> list[dict[str, Any]]:
     """Order records by the stable ids; a check that produced no record is 'fail' (not run).
@@ -212,6 +224,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "gate0_config_problems": gate0_config_problems,
+            "gate0_selected_gates": gate0_selected_gates,
             "gate0_complete_checks": gate0_complete_checks,
             "gate0_failed_checks": gate0_failed_checks,
             "gate0_fail_message": gate0_fail_message,

@@ -1,0 +1,587 @@
+"""pg_fingerprint's work (library/pg_fingerprint.py, and gate0_observe's production part).
+
+A read-only fingerprint of a production PostgreSQL database: one connection, one REPEATABLE READ READ
+ONLY transaction, counts and content hashes, the read-only proof, the clone probe. `observe(params)`
+never raises: a failure is a result with `failed`, a one-line `msg` and `failed_stage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+try:
+    from ansible.module_utils import gate0_pg as pg
+    from ansible.module_utils import gate0_readonly
+except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
+    from module_utils import gate0_pg as pg  # type: ignore[no-redef]
+    from module_utils import gate0_readonly  # type: ignore[no-redef]
+
+GateError = pg.GateError
+HAS_PSYCOPG2 = pg.HAS_PSYCOPG2
+if HAS_PSYCOPG2:
+    import psycopg2
+    from psycopg2 import sql
+
+TARGET_KEYS = {"relation", "where", "sql", "hash", "volatile", "tables"}
+TABLE_KINDS = ("r", "p", "m")
+HASH_MIN_ROWS = 1000
+HASH_MAX_ROWS = 1_000_000
+# Each hash statement aims at this share of statement_timeout (the bench reports the longest).
+HASH_STATEMENT_SHARE = 0.1
+MAX_VIEW_DEPTH = 5
+# One hash statement: up to LIMIT rows after the last key; each row's text form (formats pinned)
+# hashed to 64 bits with hashtextextended (stable across platforms and versions: hash partitioning
+# relies on it) and summed: order-independent. Returns rows, the sum and the last key.
+HASH_CHUNK_SQL = (
+    "SELECT count(*), COALESCE(sum(hashtextextended(c.r::text, 0)::numeric), 0)::text, {last_key} "
+    "FROM (SELECT t AS r, {cols} FROM {rel} AS t WHERE {lower}{where} ORDER BY {cols} LIMIT %s) AS c"
+)
+
+
+class Stage(GateError):
+    """A GateError that knows which stage failed."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class Timer:
+    """Statement bookkeeping: how many, and the longest one."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.longest_ms = 0
+        self.longest = ""
+
+    def run(self, cur: Any, what: str, query: Any, params: Any = None) -> list[tuple]:
+        start = time.monotonic()
+        cur.execute(query, params)
+        rows = cur.fetchall()
+        ms = pg.elapsed_ms(start)
+        self.statements += 1
+        if ms >= self.longest_ms:
+            self.longest_ms, self.longest = ms, what
+        return rows
+
+
+def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Allowlist before connecting, timeouts, and the targets' shape. Returns the targets."""
+    allowed = params["allowed_databases"] or []
+    if not allowed:
+        raise Stage("allowlist", "allowlist: allowed_databases is empty; refusing to connect")
+    if params["login_db"] not in allowed:
+        raise Stage(
+            "allowlist",
+            f"allowlist: login_db {params['login_db']!r} is not in allowed_databases "
+            f"{allowed}; refusing to connect",
+        )
+    clone = params.get("clone_database")
+    if clone and clone in allowed:
+        raise Stage(
+            "allowlist",
+            f"allowlist: the clone {clone!r} is in allowed_databases {allowed}; refusing to connect",
+        )
+    try:
+        pg.check_timeouts(params)
+    except GateError as exc:
+        raise Stage("options", str(exc)) from None
+    targets = params["targets"] or {}
+    if not targets:
+        raise Stage("options", "checking options: targets is empty")
+    for name, spec in targets.items():
+        if not isinstance(spec, dict):
+            raise Stage("options", f"checking options: target {name!r} must be a dict, got {spec!r}")
+        unknown = set(spec) - TARGET_KEYS
+        if unknown:
+            raise Stage("options", f"checking options: target {name!r} has unknown keys {sorted(unknown)}")
+        if bool(spec.get("relation")) == bool(spec.get("sql")):
+            raise Stage("options", f"checking options: target {name!r} needs exactly one of relation or sql")
+        if spec.get("sql") and (spec.get("where") or spec.get("hash")):
+            raise Stage("options", f"checking options: target {name!r}: where/hash need a relation")
+        try:
+            if spec.get("relation"):
+                pg.split_relation(spec["relation"])
+            # where/sql are SQL text from vars: one statement, no comments (never a second statement
+            # after a COMMIT, outside the READ ONLY transaction).
+            for key in ("where", "sql"):
+                if spec.get(key) is not None:
+                    pg.check_sql_text(f"target {name!r} {key}", spec[key])
+            for rel in spec.get("tables") or []:
+                pg.split_relation(rel)
+        except GateError as exc:
+            raise Stage("options", f"{exc} (target {name!r})") from None
+    return targets
+
+
+def _printable(text: str) -> str:
+    """A name as is, or quoted with escapes when it holds a newline or other control character."""
+    return text if text.isprintable() else repr(text)
+
+
+def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Target name -> {oid, name, kind, tables} for relation targets; every missing one named at once."""
+    out: dict[str, dict[str, Any]] = {}
+    missing = []
+    for name, spec in targets.items():
+        rels = [spec["relation"]] if spec.get("relation") else list(spec.get("tables") or [])
+        for rel in rels:
+            quoted = sql.Identifier(*pg.split_relation(rel)).as_string(cur)
+            cur.execute(
+                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
+                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE c.oid = to_regclass(%s)",
+                (quoted,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                missing.append(f"{_printable(name)} ({_printable(rel)})")
+                continue
+            entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
+            if spec.get("relation"):
+                out[name] = entry
+            else:
+                out.setdefault(name, {"tables": []})["tables"].append(entry)
+    if missing:
+        raise Stage("targets", f"resolving targets: relation does not exist: {', '.join(missing)}")
+    return out
+
+
+def base_tables(cur: Any, oid: int) -> list[tuple[int, str]]:
+    """The tables a view reads from (through nested views, bounded depth)."""
+    seen: dict[int, str] = {}
+    frontier = [oid]
+    for _ in range(MAX_VIEW_DEPTH):
+        if not frontier:
+            break
+        cur.execute(
+            "SELECT DISTINCT d.refobjid::bigint, d.refobjid::regclass::text, c.relkind FROM pg_rewrite AS rw "
+            "JOIN pg_depend AS d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid "
+            "AND d.refclassid = 'pg_class'::regclass JOIN pg_class AS c ON c.oid = d.refobjid "
+            "WHERE rw.ev_class = ANY(%s::oid[]) AND d.refobjid <> rw.ev_class",
+            (frontier,),
+        )
+        frontier = []
+        for roid, rname, kind in cur.fetchall():
+            if kind in TABLE_KINDS:
+                seen[roid] = rname
+            elif kind == "v" and roid not in seen:
+                frontier.append(roid)
+    return sorted(seen.items(), key=lambda kv: kv[1])
+
+
+def primary_key(cur: Any, oid: int) -> list[str]:
+    cur.execute(
+        "SELECT a.attname FROM pg_index AS i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+        "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n",
+        (oid,),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def _rel_sql(rel: dict[str, Any]) -> Any:
+    """The resolved relation, schema-qualified and quoted (the name was resolved once, by oid)."""
+    return sql.Identifier(*rel["ident"])
+
+
+def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: dict[str, Any] | None) -> int:
+    if rel is None:
+        rows = timer.run(cur, f"count {name}", spec["sql"])
+        if len(rows) != 1 or len(rows[0]) != 1:
+            raise GateError(f"counting target {name!r}: its sql must return one row with one number")
+        try:
+            return int(rows[0][0])
+        except (TypeError, ValueError):
+            raise GateError(
+                f"counting target {name!r}: its sql returned {rows[0][0]!r}, not a number"
+            ) from None
+    query = sql.SQL("SELECT count(*) FROM {} AS t").format(_rel_sql(rel))
+    if spec.get("where"):
+        query = sql.SQL("{} WHERE ({})").format(query, sql.SQL(spec["where"]))
+    return int(timer.run(cur, f"count {name}", query)[0][0])
+
+
+def hash_target(
+    cur: Any,
+    timer: Timer,
+    name: str,
+    spec: dict[str, Any],
+    rel: dict[str, Any],
+    params: dict[str, Any],
+    expected_rows: int,
+) -> str:
+    """Order-independent content hash in primary-key ranges: '<rows>:<sum of row hashes mod 2^64>'."""
+    keys = primary_key(cur, rel["oid"])
+    if not keys:
+        raise GateError(f"hashing target {name!r} ({rel['name']}): it has no primary key to hash in ranges")
+    cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in keys)
+    if len(keys) == 1:
+        last_key = sql.SQL("ARRAY[max(c.{})::text]").format(sql.Identifier(keys[0]))
+    else:
+        desc = sql.SQL(", ").join(sql.SQL("c.{} DESC").format(sql.Identifier(k)) for k in keys)
+        last_key = sql.SQL("ARRAY[{}]").format(
+            sql.SQL(", ").join(
+                sql.SQL("(array_agg(c.{}::text ORDER BY {}))[1]").format(sql.Identifier(k), desc)
+                for k in keys
+            )
+        )
+    # This statement has parameters: a literal % in the condition must reach the server as %.
+    cond = (spec.get("where") or "").replace("%", "%%")
+    where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
+    placeholders = sql.SQL(", ").join(sql.Placeholder() for _ in keys)
+    first = sql.SQL(HASH_CHUNK_SQL.replace("{lower}", "true"))
+    nxt = sql.SQL(HASH_CHUNK_SQL.replace("{lower}", "({cols}) > ({ph})"))
+    fmt = {
+        "last_key": last_key,
+        "cols": cols,
+        "rel": _rel_sql(rel),
+        "where": where,
+        "ph": placeholders,
+    }
+    first, nxt = first.format(**fmt), nxt.format(**fmt)
+    budget_ms = max(1, int(params["statement_timeout"] * HASH_STATEMENT_SHARE))
+    chunk = max(HASH_MIN_ROWS, min(HASH_MAX_ROWS, int(params["hash_chunk_rows"])))
+    total_rows, total = 0, 0
+    last: list[str] | None = None
+    for _ in range(expected_rows // HASH_MIN_ROWS + 3):
+        start = time.monotonic()
+        if last is None:
+            rows = timer.run(cur, f"hash {name}", first, (chunk,))
+        else:
+            rows = timer.run(cur, f"hash {name}", nxt, (*last, chunk))
+        n, part, last_key = rows[0]
+        total_rows += int(n)
+        total = (total + int(part)) % (1 << 64)
+        if int(n) < chunk:
+            break
+        last = list(last_key)
+        ms = pg.elapsed_ms(start)
+        if ms > budget_ms and chunk > HASH_MIN_ROWS:
+            chunk = max(HASH_MIN_ROWS, chunk // 2)
+        elif ms < budget_ms / 4:
+            chunk = min(HASH_MAX_ROWS, chunk * 2)
+    else:
+        raise GateError(f"hashing target {name!r} ({rel['name']}): more rows than counted ({expected_rows})")
+    if total_rows != expected_rows:
+        raise GateError(
+            f"hashing target {name!r} ({rel['name']}): hashed {total_rows} rows, counted "
+            f"{expected_rows} in the same snapshot"
+        )
+    return f"{total_rows}:{total:016x}"
+
+
+def fingerprint_targets(
+    cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any], result: dict[str, Any]
+) -> None:
+    rels = resolve_relations(cur, targets)
+    counts: dict[str, int] = {}
+    hashes: dict[str, str] = {}
+    target_tables: dict[str, list[str]] = {}
+    table_oids: dict[str, int] = {}
+    for name, spec in targets.items():
+        rel = rels.get(name) if spec.get("relation") else None
+        what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
+        try:
+            counts[name] = count_target(cur, timer, name, spec, rel)
+            if spec.get("hash"):
+                hashes[name] = hash_target(cur, timer, name, spec, rel, params, counts[name])
+        except psycopg2.Error as exc:
+            raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
+        except GateError as exc:
+            raise Stage("targets", str(exc)) from None
+        if rel is None:
+            tables = [(t["oid"], t["name"]) for t in rels.get(name, {}).get("tables", [])]
+        elif rel["kind"] in TABLE_KINDS:
+            tables = [(rel["oid"], rel["name"])]
+        else:
+            tables = base_tables(cur, rel["oid"])
+        target_tables[name] = [t[1] for t in tables]
+        table_oids.update({t[1]: t[0] for t in tables})
+    result.update(
+        counts=counts,
+        hashes=hashes,
+        target_tables=target_tables,
+        volatile=sorted(n for n, s in targets.items() if s.get("volatile")),
+    )
+    result["_table_oids"] = table_oids
+
+
+def read_counters(cur: Any, table_oids: dict[str, int]) -> tuple[dict[str, dict[str, int]], str | None]:
+    """Write counters and file nodes, fresh from the statistics system (not the transaction snapshot)."""
+    cur.execute("SELECT pg_stat_clear_snapshot()")
+    cur.execute(
+        "SELECT c.oid::regclass::text, pg_relation_filenode(c.oid)::bigint, COALESCE(s.n_tup_ins, 0), "
+        "COALESCE(s.n_tup_upd, 0), COALESCE(s.n_tup_del, 0) FROM pg_class AS c "
+        "LEFT JOIN pg_stat_all_tables AS s ON s.relid = c.oid WHERE c.oid = ANY(%s::oid[])",
+        (list(table_oids.values()),),
+    )
+    counters = {
+        r[0]: {"relfilenode": r[1], "n_tup_ins": r[2], "n_tup_upd": r[3], "n_tup_del": r[4]}
+        for r in cur.fetchall()
+    }
+    cur.execute(
+        "SELECT to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "FROM pg_stat_database WHERE datname = current_database()"
+    )
+    row = cur.fetchone()
+    return counters, (row[0] if row else None)
+
+
+def idle_sessions(cur: Any) -> dict[str, Any]:
+    cur.execute(
+        "SELECT pid, usename, application_name, client_addr::text, state, "
+        "to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "round(extract(epoch FROM now() - state_change))::int FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND state IN ('idle in transaction', 'idle in transaction (aborted)') ORDER BY pid"
+    )
+    keys = ("pid", "user", "application_name", "client_addr", "state", "xact_start", "idle_s")
+    sessions = [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+    cur.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IS NULL"
+    )
+    return {"sessions": sessions, "unknown": int(cur.fetchone()[0])}
+
+
+def clone_privilege(cur: Any, clone: str) -> dict[str, Any]:
+    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", (clone,))
+    exists = bool(cur.fetchone()[0])
+    has_connect = False
+    if exists:
+        cur.execute("SELECT has_database_privilege(current_user, %s, 'CONNECT')", (clone,))
+        has_connect = bool(cur.fetchone()[0])
+    return {"database": clone, "exists_here": exists, "has_connect": has_connect}
+
+
+def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
+    """Try the clone with the production credentials; it must be refused. Never runs a query on it."""
+    probe = dict(params)
+    probe["login_db"] = params["clone_database"]
+    if params.get("clone_login_container"):
+        probe["login_container"], probe["login_unix_socket"] = params["clone_login_container"], ""
+    elif params.get("clone_login_host"):
+        probe.update(login_host=params["clone_login_host"], login_unix_socket="", login_container="")
+    if probe.get("login_container") and not probe.get("login_unix_socket"):
+        # Locate the clone's server first (raises GateError naming the container): a container that
+        # cannot be found proves nothing, so it must not count as a refused connection below.
+        probe["login_host"], probe["login_container"] = pg.login_host(probe), ""
+    if params.get("clone_login_port"):
+        probe["login_port"] = params["clone_login_port"]
+    host = probe.get("login_unix_socket") or probe.get("login_host") or "localhost"
+    server = f"{host}:{probe['login_port']}"
+    try:
+        conn = pg.connect(probe)
+    except GateError as exc:
+        reason = re.sub(
+            r"^connecting to \S+: (connection to server at .*? failed: )?(FATAL:\s+)?", "", str(exc)
+        )
+        return {"refused": True, "reason": reason, "server": server}
+    try:
+        conn.close()
+    except Exception:  # noqa: S110 - closing a connection we must not use; nothing else to do
+        pass
+    return {
+        "refused": False,
+        "reason": "the connection was accepted (closed at once, no query sent)",
+        "server": server,
+    }
+
+
+def compare_baseline(counts: dict[str, int], baseline: dict[str, Any]) -> dict[str, Any]:
+    diff = []
+    for name, expected in sorted(baseline.items()):
+        observed = counts.get(name)
+        if observed is None or int(expected) != observed:
+            diff.append({"target": name, "expected": int(expected), "observed": observed})
+    return {"given": bool(baseline), "matches": not diff, "diff": diff}
+
+
+def digest(database: str, counts: dict[str, int], hashes: dict[str, str], volatile: list[str]) -> str:
+    content = {n: {"count": c, "hash": hashes.get(n)} for n, c in sorted(counts.items()) if n not in volatile}
+    blob = json.dumps({"database": database, "targets": content}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def in_transaction(
+    conn: Any,
+    params: dict[str, Any],
+    targets: dict[str, dict[str, Any]],
+    result: dict[str, Any],
+    timings: dict[str, Any],
+    timer: Timer,
+) -> None:
+    """Everything inside the one READ ONLY transaction; raises Stage on the first failure."""
+    try:
+        settings = pg.begin(conn, params, read_only=True, isolation="REPEATABLE READ")
+    except GateError as exc:
+        raise Stage("session", str(exc)) from None
+    result["session"] = {"settings": settings}
+    cur = conn.cursor()
+    stage = "session"
+    try:
+        cur.execute(
+            "SELECT current_database(), "
+            "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        )
+        database, result["taken_at"] = cur.fetchone()
+        result["allowlist"]["current_database"] = database
+        if database != params["login_db"] or database not in params["allowed_databases"]:
+            result["allowlist"]["ok"] = False
+            raise Stage(
+                "allowlist",
+                f"allowlist: connected to {database!r}, not to login_db "
+                f"{params['login_db']!r} in {params['allowed_databases']}",
+            )
+        result["allowlist"]["ok"] = True
+        result["database"] = database
+        result["identity"] = pg.server_identity(cur)
+        stage = "proof"
+        start = time.monotonic()
+        result["read_only_proof"] = gate0_readonly.read_only_proof(
+            cur, int(result["identity"]["version_num"])
+        )
+        result["idle_in_transaction"] = idle_sessions(cur)
+        if params.get("clone_database"):
+            result["clone_unreachable"] = clone_privilege(cur, params["clone_database"])
+        timings["proof_ms"] = pg.elapsed_ms(start)
+        stage = "targets"
+        start = time.monotonic()
+        cur.execute("SAVEPOINT gate0_targets")
+        try:
+            fingerprint_targets(cur, timer, targets, params, result)
+        except Stage:
+            # Best effort: on a terminated connection this fails too, and the first cause is the one
+            # to report (not "cursor already closed").
+            with contextlib.suppress(psycopg2.Error):
+                cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
+            raise
+        timings["targets_ms"] = pg.elapsed_ms(start)
+        stage = "counters"
+        result["counters"], result["stats_reset"] = read_counters(cur, result.pop("_table_oids"))
+    except psycopg2.Error as exc:
+        raise Stage(stage, f"{stage}: {pg.one_line(exc)}") from None
+    finally:
+        prove_and_roll_back(cur, result)
+
+
+def prove_and_roll_back(cur: Any, result: dict[str, Any]) -> None:
+    """Prove the transaction wrote nothing (no xid assigned), then ROLLBACK. Records what it could."""
+    session = result.setdefault("session", {})
+    try:
+        xid = pg.xid_assigned(cur)
+        session.update(xid_assigned=xid, wrote_nothing=xid is None)
+    except psycopg2.Error as exc:
+        session.update(xid_assigned=None, wrote_nothing=False, proof_error=pg.one_line(exc))
+    try:
+        cur.execute("ROLLBACK")
+        session["rolled_back"] = True
+    except psycopg2.Error:
+        session["rolled_back"] = False
+
+
+def in_one_transaction(
+    params: dict[str, Any],
+    targets: dict[str, dict[str, Any]],
+    result: dict[str, Any],
+    timings: dict[str, Any],
+    timer: Timer,
+    start: float,
+) -> Stage | None:
+    """Connect, run everything in the one transaction, always roll back and close.
+
+    Returns the Stage failure that happened after the connection (so the caller can still probe the
+    clone before failing); connection failures are raised at once.
+    """
+    try:
+        conn = pg.connect(params)
+    except GateError as exc:
+        raise Stage("connect", str(exc)) from None
+    timings["connect_ms"] = pg.elapsed_ms(start)
+    try:
+        in_transaction(conn, params, targets, result, timings, timer)
+    except Stage as exc:
+        return exc
+    finally:
+        pg.rollback_quietly(conn)
+    return None
+
+
+def run(params: dict[str, Any], result: dict[str, Any]) -> None:
+    """The whole fingerprint; fills `result` as it goes and raises Stage on failure."""
+    start = time.monotonic()
+    timer = Timer()
+    timings: dict[str, Any] = {}
+    result["timings"] = timings
+    result["allowlist"] = {
+        "allowed_databases": params["allowed_databases"],
+        "login_db": params["login_db"],
+        "ok": False,
+    }
+    try:
+        targets = check_options(params)
+        result["allowlist"]["ok"] = True
+        pending = in_one_transaction(params, targets, result, timings, timer, start)
+        if params.get("clone_database") and "clone_unreachable" in result:
+            # After our transaction ended, whatever happened in it: the clone must refuse us.
+            probe_start = time.monotonic()
+            result["clone_unreachable"]["attempt"] = clone_attempt(params)
+            timings["clone_probe_ms"] = pg.elapsed_ms(probe_start)
+        if pending is not None:
+            raise pending
+        if not result["session"].get("wrote_nothing"):
+            raise Stage(
+                "write_proof",
+                "proving the transaction wrote nothing: "
+                f"pg_current_xact_id_if_assigned() = {result['session'].get('xid_assigned')!r}",
+            )
+        result["baseline"] = compare_baseline(result["counts"], params["baseline"] or {})
+        result["digest"] = digest(result["database"], result["counts"], result["hashes"], result["volatile"])
+    finally:
+        timings.update(
+            statements=timer.statements,
+            longest_statement_ms=timer.longest_ms,
+            longest_statement=timer.longest,
+        )
+        result["duration_ms"] = pg.elapsed_ms(start)
+        result.pop("_table_oids", None)
+
+
+def argument_spec() -> dict[str, Any]:
+    """pg_fingerprint's options (its DOCUMENTATION describes them)."""
+    spec = pg.pg_argument_spec()
+    spec.update(
+        allowed_databases={"type": "list", "elements": "str", "required": True},
+        clone_database={"type": "str"},
+        clone_login_host={"type": "str"},
+        clone_login_port={"type": "int"},
+        clone_login_container={"type": "str"},
+        targets={"type": "dict", "required": True},
+        baseline={"type": "dict", "default": {}},
+        hash_chunk_rows={"type": "int", "default": 50000},
+    )
+    return spec
+
+
+def observe(params: dict[str, Any]) -> dict[str, Any]:
+    """The whole fingerprint as a module result: on failure `failed`, one-line `msg`, `failed_stage`."""
+    result: dict[str, Any] = {"changed": False}
+    if not HAS_PSYCOPG2:
+        return {**result, "failed": True, "msg": pg.PSYCOPG2_HINT, "failed_stage": "options"}
+    try:
+        run(params, result)
+    except Stage as exc:
+        result.update(failed=True, msg=f"pg_fingerprint: {exc}", failed_stage=exc.stage)
+    except GateError as exc:
+        result.update(failed=True, msg=f"pg_fingerprint: {exc}", failed_stage="unknown")
+    except Exception as exc:  # one line, never a traceback; the transaction was rolled back
+        result.update(failed=True, msg=f"pg_fingerprint: unexpected {type(exc).__name__}: {pg.one_line(exc)}",
+                      failed_stage="unknown")
+    return result
