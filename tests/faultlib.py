@@ -21,9 +21,6 @@ import psycopg2
 from conftest import LAB_SH, REPO, Lab, lab_env
 from psycopg2 import sql
 
-FAULT_CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
-
-
 # --- what "unchanged" means -----------------------------------------------------------------------
 
 def db_state(lab: Lab, db: str) -> dict[str, object]:
@@ -102,17 +99,6 @@ def server_down() -> Iterator[None]:
         lab_sh("up")
 
 
-def fault_at_task_env(task_prefix: str, command: str) -> dict[str, str]:
-    """Environment for ansible-playbook that runs `command` (synchronously, once) when the first task
-    whose name starts with `task_prefix` starts: e.g. stop the server between two gates."""
-    return {
-        "ANSIBLE_CALLBACK_PLUGINS": str(FAULT_CALLBACKS),
-        "ANSIBLE_CALLBACKS_ENABLED": "gate0_fault",
-        "GATE0_FAULT_AT_TASK": task_prefix,
-        "GATE0_FAULT_COMMAND": command,
-    }
-
-
 # --- sessions -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -125,8 +111,44 @@ def exclusive_lock(lab: Lab, db: str, table: str) -> Iterator[None]:
             cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
         yield
     finally:
-        conn.rollback()
+        with contextlib.suppress(psycopg2.Error):  # the server may have been stopped meanwhile
+            conn.rollback()
         conn.close()
+
+
+@contextlib.contextmanager
+def stop_server_when_waiting(lab: Lab, db: str, timeout: float = 60.0) -> Iterator[list[int]]:
+    """A watcher thread that stops the lab server (lab.sh down) as soon as our backend (application_name
+    'gate0') on `db` waits on a lock: gate0 is certainly in the middle of its work on `db`. Yields the
+    pids it saw (empty: it never fired). Bounded: gives up after `timeout` seconds."""
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        conn = lab.connect("postgres")
+        deadline = time.monotonic() + timeout
+        try:
+            with conn.cursor() as cur:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    cur.execute("SELECT pg_stat_clear_snapshot()")
+                    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'gate0' "
+                                "AND datname = %s AND wait_event_type = 'Lock'", (db,))
+                    seen.extend(r[0] for r in cur.fetchall())
+                    if seen:
+                        break
+                    time.sleep(0.02)
+        finally:
+            conn.close()
+        if seen:
+            lab_sh("down")
+
+    thread = threading.Thread(target=watch, name="gate0-stopper", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=70)
 
 
 @dataclass

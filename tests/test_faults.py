@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLONE_DB, LAB_SH, PROD_DB, Lab
+from conftest import CLONE_DB, PROD_DB, Lab
 from faultlib import (
     Terminator,
     blackhole_address,
@@ -21,11 +21,11 @@ from faultlib import (
     db_state,
     diff_state,
     exclusive_lock,
-    fault_at_task_env,
     flush_stats,
     lab_sh,
     server_down,
     silent_listener,
+    stop_server_when_waiting,
 )
 from gaterun import FAST_TIMEOUTS, assert_clean_fail, require_gate, run_gate
 
@@ -91,17 +91,24 @@ def test_server_down_before_the_run(lab: Lab, pass_wall: float, unchanged, tmp_p
 
 def test_server_stopped_between_production_and_clone_gates(lab: Lab, pass_wall: float, unchanged,
                                                            tmp_path: Path) -> None:
+    """gate0_observe runs production, then the clone, in one module call: the server is stopped once
+    the production part is done and the clone part is certainly under way (blocked on a lock)."""
     take, check = unchanged
     take()
-    env = fault_at_task_env("gate0 : clone |", f"{LAB_SH} down")
+    waits = {"gate0_lock_timeout": 30000, "gate0_statement_timeout": 30000}
     try:
-        run = run_gate(tmp_path, env_extra=env)
+        with exclusive_lock(lab, CLONE_DB, "event_type_registry"), \
+                stop_server_when_waiting(lab, CLONE_DB) as stopped:
+            run = run_gate(tmp_path, waits)
     finally:
         lab_sh("up")
+    assert stopped, "the watcher never saw the clone part waiting"
     # The production gate ran on a live server; the clone gate found it gone.
-    assert_clean_fail(run, "clone.", r"[Cc]onnection refused|could not connect|No such file",
+    assert_clean_fail(run, "clone.",
+                      r"terminat|server closed the connection|[Cc]onnection refused|could not connect",
                       bound(pass_wall, connects=MAX_CONNECTIONS))
     assert run.status("prod.read_only_session") == "pass", run.report
+    assert run.status("prod.baseline") == "pass", run.report
     check()
 
 

@@ -142,7 +142,7 @@ def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path, 
     (line,) = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("gate0 vars:")]
     for needle in needles:
         assert needle in line
-    assert "TASK [gate0 : prod |" not in r.stdout and "TASK [gate0 : clone |" not in r.stdout
+    assert "TASK [gate0 : observe |" not in r.stdout
     assert _reports(tmp_path) == []
 
 
