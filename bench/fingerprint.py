@@ -14,7 +14,6 @@ Prints (median of several runs, milliseconds):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -29,11 +28,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from module_utils import gate0_fingerprint as fp  # noqa: E402 - pg_fingerprint's code
 from module_utils.gate0_pg import begin, pg_argument_spec  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("pg_fingerprint", REPO / "library" / "pg_fingerprint.py")
-fp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fp)
 
 SCRATCH_DB = "gate0_bench_scratch"
 BIG_ROWS = 2_000_000

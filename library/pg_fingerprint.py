@@ -13,7 +13,7 @@ description:
   - Uses B(one) connection and B(one) C(REPEATABLE READ READ ONLY) transaction (one snapshot for every
     count), with C(statement_timeout), C(lock_timeout), C(row_security=off) (row-level security raises an
     error instead of silently hiding rows) and pinned text formats set with C(SET LOCAL) and read back.
-  - Counts every target, optionally hashes its content in primary-key ranges (order-independent, no
+  - Counts every target, optionally hashes its content in ranges of blocks (order-independent, no
     single statement near the timeout), reads per-table write counters (C(n_tup_ins/upd/del),
     C(relfilenode)) outside the snapshot, and combines counts and hashes into one O(digest).
   - Proves the role cannot write (RV(read_only_proof)), lists idle-in-transaction sessions, and proves
@@ -55,9 +55,10 @@ options:
       - What to count, as data. Each key is a target name; each value has either C(relation)
         (C(table) or C(schema.table), optionally with C(where), an SQL condition) or C(sql) (a read-only
         query returning one number).
-      - C(hash) (bool) also hashes the relation's rows (needs a primary key); C(volatile) (bool) counts
-        and reports the target but leaves it out of the digest and the unchanged proof; C(tables)
-        (list) names the tables whose write counters an C(sql) target depends on.
+      - C(hash) (bool) also hashes the relation's rows (a table, partitioned table or materialized
+        view); C(volatile) (bool) counts and reports the target but leaves it out of the digest and the
+        unchanged proof; C(tables) (list) names the tables whose write counters an C(sql) target
+        depends on.
       - C(where) and C(sql) run inside the READ ONLY transaction and must be one expression or
         statement; text with a semicolon, a comment marker (C(--), C(/*)) or a NUL is refused before
         connecting. Relation names are quoted; names with a NUL or over 63 bytes are refused.

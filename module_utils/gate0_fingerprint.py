@@ -34,12 +34,13 @@ HASH_MAX_ROWS = 1_000_000
 # Each hash statement aims at this share of statement_timeout (the bench reports the longest).
 HASH_STATEMENT_SHARE = 0.1
 MAX_VIEW_DEPTH = 5
-# One hash statement: up to LIMIT rows after the last key; each row's text form (formats pinned)
-# hashed to 64 bits with hashtextextended (stable across platforms and versions: hash partitioning
-# relies on it) and summed: order-independent. Returns rows, the sum and the last key.
+# One hash statement: the rows in a range of blocks (ctid, from a lower bound, below an upper one
+# unless it is the last range); each row's text form (formats pinned) hashed to 64 bits with
+# hashtextextended (stable across platforms and versions: hash partitioning relies on it) and summed:
+# order-independent. Returns the rows and the sum.
 HASH_CHUNK_SQL = (
-    "SELECT count(*), COALESCE(sum(hashtextextended(c.r::text, 0)::numeric), 0)::text, {last_key} "
-    "FROM (SELECT t AS r, {cols} FROM {rel} AS t WHERE {lower}{where} ORDER BY {cols} LIMIT %s) AS c"
+    "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
+    "FROM {rel} AS t WHERE t.ctid >= %s::tid{upper}{where}"
 )
 
 
@@ -175,17 +176,6 @@ def base_tables(cur: Any, oid: int) -> list[tuple[int, str]]:
     return sorted(seen.items(), key=lambda kv: kv[1])
 
 
-def primary_key(cur: Any, oid: int) -> list[str]:
-    cur.execute(
-        "SELECT a.attname FROM pg_index AS i "
-        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
-        "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-        "WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n",
-        (oid,),
-    )
-    return [r[0] for r in cur.fetchall()]
-
-
 def _rel_sql(rel: dict[str, Any]) -> Any:
     """The resolved relation, schema-qualified and quoted (the name was resolved once, by oid)."""
     return sql.Identifier(*rel["ident"])
@@ -208,6 +198,21 @@ def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: d
     return int(timer.run(cur, f"count {name}", query)[0][0])
 
 
+def hash_blocks(cur: Any, rel: dict[str, Any]) -> int:
+    """Blocks to cover: the relation's size now (a partitioned table: its largest leaf partition's).
+
+    Read inside the snapshot: any row visible to it lies in a block that existed when the snapshot was
+    taken, and the last range is open-ended anyway, so rows in blocks added since are still counted.
+    """
+    cur.execute(
+        "SELECT greatest(pg_relation_size(%(oid)s::oid), COALESCE((SELECT max(pg_relation_size(p.relid)) "
+        "FROM pg_partition_tree(%(oid)s::oid) AS p WHERE p.isleaf), 0)) "
+        "/ current_setting('block_size')::bigint",
+        {"oid": rel["oid"]},
+    )
+    return int(cur.fetchone()[0])
+
+
 def hash_target(
     cur: Any,
     timer: Timer,
@@ -217,58 +222,44 @@ def hash_target(
     params: dict[str, Any],
     expected_rows: int,
 ) -> str:
-    """Order-independent content hash in primary-key ranges: '<rows>:<sum of row hashes mod 2^64>'."""
-    keys = primary_key(cur, rel["oid"])
-    if not keys:
-        raise GateError(f"hashing target {name!r} ({rel['name']}): it has no primary key to hash in ranges")
-    cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in keys)
-    if len(keys) == 1:
-        last_key = sql.SQL("ARRAY[max(c.{})::text]").format(sql.Identifier(keys[0]))
-    else:
-        desc = sql.SQL(", ").join(sql.SQL("c.{} DESC").format(sql.Identifier(k)) for k in keys)
-        last_key = sql.SQL("ARRAY[{}]").format(
-            sql.SQL(", ").join(
-                sql.SQL("(array_agg(c.{}::text ORDER BY {}))[1]").format(sql.Identifier(k), desc)
-                for k in keys
-            )
-        )
+    """Order-independent content hash in block ranges: '<rows>:<sum of row hashes mod 2^64>'.
+
+    Each statement sums the row hashes of one range of blocks (`ctid` ranges: a TID range scan, as
+    fast as a sequential scan, from PostgreSQL 14), the last range open-ended. Every row visible to the
+    snapshot has exactly one `ctid`, so the ranges count each row once; the rows hashed must equal the
+    rows counted in the same snapshot.
+    """
+    if rel.get("kind") not in TABLE_KINDS:
+        raise GateError(f"hashing target {name!r} ({rel['name']}): only a table, a partitioned table or a "
+                        "materialized view can be hashed (hash: false counts a view)")
+    nblocks = hash_blocks(cur, rel)
     # This statement has parameters: a literal % in the condition must reach the server as %.
     cond = (spec.get("where") or "").replace("%", "%%")
     where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
-    placeholders = sql.SQL(", ").join(sql.Placeholder() for _ in keys)
-    first = sql.SQL(HASH_CHUNK_SQL.replace("{lower}", "true"))
-    nxt = sql.SQL(HASH_CHUNK_SQL.replace("{lower}", "({cols}) > ({ph})"))
-    fmt = {
-        "last_key": last_key,
-        "cols": cols,
-        "rel": _rel_sql(rel),
-        "where": where,
-        "ph": placeholders,
-    }
-    first, nxt = first.format(**fmt), nxt.format(**fmt)
+    upper = sql.SQL(" AND t.ctid < %s::tid")
+    ranged = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=upper, where=where)
+    last = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=sql.SQL(""), where=where)
     budget_ms = max(1, int(params["statement_timeout"] * HASH_STATEMENT_SHARE))
+    rows_per_block = max(1.0, expected_rows / nblocks) if nblocks else 1.0
     chunk = max(HASH_MIN_ROWS, min(HASH_MAX_ROWS, int(params["hash_chunk_rows"])))
-    total_rows, total = 0, 0
-    last: list[str] | None = None
-    for _ in range(expected_rows // HASH_MIN_ROWS + 3):
+    total_rows, total, block = 0, 0, 0
+    for _ in range(nblocks + 2):
+        span = max(1, int(chunk / rows_per_block))
         start = time.monotonic()
-        if last is None:
-            rows = timer.run(cur, f"hash {name}", first, (chunk,))
+        if block + span >= nblocks:
+            n, part = timer.run(cur, f"hash {name}", last, (f"({block},0)",))[0]
         else:
-            rows = timer.run(cur, f"hash {name}", nxt, (*last, chunk))
-        n, part, last_key = rows[0]
+            n, part = timer.run(cur, f"hash {name}", ranged, (f"({block},0)", f"({block + span},0)"))[0]
         total_rows += int(n)
         total = (total + int(part)) % (1 << 64)
-        if int(n) < chunk:
+        if block + span >= nblocks:
             break
-        last = list(last_key)
+        block += span
         ms = pg.elapsed_ms(start)
         if ms > budget_ms and chunk > HASH_MIN_ROWS:
             chunk = max(HASH_MIN_ROWS, chunk // 2)
         elif ms < budget_ms / 4:
             chunk = min(HASH_MAX_ROWS, chunk * 2)
-    else:
-        raise GateError(f"hashing target {name!r} ({rel['name']}): more rows than counted ({expected_rows})")
     if total_rows != expected_rows:
         raise GateError(
             f"hashing target {name!r} ({rel['name']}): hashed {total_rows} rows, counted "

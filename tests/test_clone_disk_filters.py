@@ -178,7 +178,7 @@ def test_disk_unreadable_size_and_missing_path_fail() -> None:
 
 
 def test_env_file_parsing() -> None:
-    from library.clone_isolation import parse_env
+    from module_utils.gate0_clone import parse_env
 
     text = "# comment\nDB_HOST=x\nexport DB_DATABASE='directus'\nDB_DATABASE_X=no\n"
     assert parse_env(text, "DB_DATABASE") == "directus"

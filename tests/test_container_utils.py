@@ -123,7 +123,7 @@ def test_login_host_prefers_socket_then_container_then_host() -> None:
 
 def test_clone_probe_never_counts_an_unfound_container_as_refused() -> None:
     """pg_fingerprint's refused-clone attempt: a container it cannot locate fails, naming it."""
-    from library.pg_fingerprint import clone_attempt
+    from module_utils.gate0_fingerprint import clone_attempt
 
     params = {"login_host": "", "login_unix_socket": "", "login_port": 5432, "login_user": "ro",
               "login_db": "directus", "clone_database": "directus_gov_test_1", "login_container": "",
