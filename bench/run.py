@@ -1,12 +1,13 @@
 """gate0 speed figures (`make bench`): medians of several runs, same machine, same run.
 
 Prints, against the local lab (GATE0_LAB_PORT):
-  - Ansible's fixed cost: a no-op playbook on the same inventory (bench/noop.yml);
+  - Ansible's fixed cost: a no-op playbook on the same inventory (bench/noop.yml), and the cost of one
+    module run on top of it (bench/one_module.yml: one ansible.builtin.ping task);
   - the gate written by hand the way operators do today (bench/handwritten.yml: one
     ansible.builtin.command task running psql per target and per check);
   - gate0 itself (playbooks/gate0.yml): wall time, what it adds over the fixed cost, ratios;
-  - per module: pg_fingerprint, clone_isolation, disk_headroom (task wall time and the module's own
-    duration_ms), recorded by bench/callback_plugins/gate0_timing.py;
+  - per module: the gate0_observe task (wall time) and, inside it, pg_fingerprint, clone_isolation
+    and disk_headroom (each part's own duration_ms), recorded by bench/callback_plugins/gate0_timing.py;
   - content-hash throughput and the longest statement, from bench/fingerprint.py (the fingerprint
     module's own benchmark), run once.
 
@@ -31,6 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 MODULES = ("pg_fingerprint", "clone_isolation", "disk_headroom")
+OBSERVE = "gate0_observe"
+PART_OF = {"pg_fingerprint": "fingerprint", "clone_isolation": "clone", "disk_headroom": "disk"}
 GOAL_ADDED_S = 1.5
 
 
@@ -74,23 +77,34 @@ def median(values: list[float]) -> float | None:
 
 
 def module_figures(all_rows: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per module: median task wall seconds and median duration_ms over the runs (summed per run)."""
+    """The module tasks: median task wall seconds and duration_ms over the runs (summed per run).
+
+    gate0_observe runs the three modules' code in one call: each part's own duration_ms is reported
+    under its module's name, with the one task's wall time under gate0_observe.
+    """
     out: dict[str, dict[str, Any]] = {}
-    for module in MODULES:
+    for module in (OBSERVE, *MODULES):
         walls: list[float] = []
         own: list[float] = []
+        calls = 0
         for rows in all_rows:
-            mine = [r for r in rows if str(r.get("action", "")).split(".")[-1] == module]
+            if module == OBSERVE or module not in PART_OF:
+                mine = [r for r in rows if str(r.get("action", "")).split(".")[-1] == module]
+                durations = [r.get("duration_ms") for r in mine]
+            else:
+                mine = [r for r in rows if str(r.get("action", "")).split(".")[-1] == OBSERVE
+                        and PART_OF[module] in (r.get("parts") or {})]
+                durations = [r["parts"][PART_OF[module]] for r in mine]
             if not mine:
                 continue
+            calls = len(mine)
             walls.append(sum(r["seconds"] or 0 for r in mine))
-            durations = [r["duration_ms"] for r in mine if isinstance(r.get("duration_ms"), int | float)]
+            durations = [d for d in durations if isinstance(d, int | float)]
             if durations:
                 own.append(sum(durations))
         if walls:
-            out[module] = {"calls_per_run": len([r for r in all_rows[0]
-                                                 if str(r.get("action", "")).split(".")[-1] == module]),
-                           "task_s": median(walls), "duration_ms": median(own)}
+            out[module] = {"calls_per_run": calls, "task_s": median(walls), "duration_ms": median(own),
+                           "in": OBSERVE if module in PART_OF else None}
     return out
 
 
@@ -145,6 +159,7 @@ def main() -> int:
 
     print(f"gate0 bench: {args.runs} runs each, interleaved, on {machine()}")
     noop: list[float] = []
+    one: list[float] = []
     hand: list[float] = []
     gate: list[float] = []
     gate_rc: list[int] = []
@@ -152,6 +167,7 @@ def main() -> int:
     for i in range(args.runs):
         # Interleaved, so that a burst of load elsewhere on the machine hits every variant alike.
         noop.append(run_playbook("bench/noop.yml")[0])
+        one.append(run_playbook("bench/one_module.yml")[0])
         if not args.skip_handwritten:
             hand.append(run_playbook("bench/handwritten.yml")[0])
         wall, rc, rows = run_playbook("playbooks/gate0.yml", timing=True)
@@ -161,11 +177,11 @@ def main() -> int:
         print(f"  run {i + 1}: no-op {noop[-1]:.2f} s, by hand {fmt(hand[-1] if hand else None)}, "
               f"gate0 {wall:.2f} s (rc {rc})", flush=True)
 
-    m_noop, m_hand, m_gate = median(noop), median(hand), median(gate)
+    m_noop, m_hand, m_gate, m_one = median(noop), median(hand), median(gate), median(one)
     added = m_gate - m_noop
     figures: dict[str, Any] = {
         "machine": machine(), "runs": args.runs,
-        "noop_s": m_noop, "handwritten_s": m_hand, "gate0_s": m_gate,
+        "noop_s": m_noop, "one_module_s": m_one, "handwritten_s": m_hand, "gate0_s": m_gate,
         "gate0_added_s": added, "gate0_rc": gate_rc,
         "ratio_to_noop": m_gate / m_noop, "ratio_to_handwritten": (m_gate / m_hand) if m_hand else None,
         "modules": module_figures(gate_rows),
@@ -185,13 +201,18 @@ def main() -> int:
     if m_hand:
         print(f"  ratio to the hand-written gate        {figures['ratio_to_handwritten']:.2f} x "
               f"({m_hand / m_gate:.1f} x faster)")
-    for module in MODULES:
+    if m_one is not None:
+        print(f"  one module task (ansible.builtin.ping) {fmt(m_one - m_noop)} over the no-op: Ansible's "
+              "cost of one module run, the floor under gate0_observe")
+    for module in (OBSERVE, *MODULES):
         fig = figures["modules"].get(module)
         if fig is None:
             print(f"module {module:<32}not in this gate0 run")
-            continue
-        print(f"module {module:<32}{fmt(fig['task_s'])} task wall, {fmt(fig['duration_ms'], 'ms')} own "
-              f"({fig['calls_per_run']} call(s) per run)")
+        elif fig["in"]:
+            print(f"  part {module:<30}{fmt(fig['duration_ms'], 'ms')} own, inside {fig['in']}")
+        else:
+            print(f"module {module:<32}{fmt(fig['task_s'])} task wall, {fmt(fig['duration_ms'], 'ms')} own "
+                  f"({fig['calls_per_run']} call(s) per run)")
     slow = slowest_tasks(gate_rows)
     figures["slowest_tasks"] = slow
     print("gate0's slowest tasks (median wall):")

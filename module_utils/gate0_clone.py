@@ -53,17 +53,21 @@ def rows_as_dicts(cur: Any) -> list[dict[str, Any]]:
 
 
 def run_section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Callable[[], Any]) -> Any:
-    """Run one observation under a savepoint; on a database error record it and go on."""
+    """Run one observation under a savepoint; on a database error record it and go on.
+
+    When the savepoint cannot be rolled back, the connection itself is gone (server stopped, backend
+    terminated): no later section could run, so the section's own error ends the observation.
+    """
     cur.execute("SAVEPOINT gate0_section")
     try:
         value = fn()
-    except psycopg2.Error as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
-        errors[name] = f"{doing}: {gate0_pg.one_line(exc)}"
-        return None
-    except (gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
-        errors[name] = f"{doing}: {exc}"
+    except (psycopg2.Error, gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
+        reason = f"{doing}: {gate0_pg.one_line(exc) if isinstance(exc, psycopg2.Error) else exc}"
+        try:
+            cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
+        except psycopg2.Error:
+            raise gate0_pg.GateError(f"observing the clone: {reason}") from None
+        errors[name] = reason
         return None
     cur.execute("RELEASE SAVEPOINT gate0_section")
     return value

@@ -60,8 +60,12 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
                 sizes[name] = int(cur.fetchone()[0])
                 cur.execute("RELEASE SAVEPOINT gate0_size")
             except psycopg2.Error as exc:
-                cur.execute("ROLLBACK TO SAVEPOINT gate0_size")
-                errors[name] = f"reading the size of {name}: {gate0_pg.one_line(exc)}"
+                reason = f"reading the size of {name}: {gate0_pg.one_line(exc)}"
+                try:
+                    cur.execute("ROLLBACK TO SAVEPOINT gate0_size")
+                except psycopg2.Error:  # the connection is gone: say why, not "cursor already closed"
+                    raise gate0_pg.GateError(reason) from None
+                errors[name] = reason
         cur.close()
     except gate0_pg.GateError as exc:
         errors["connection"] = str(exc)

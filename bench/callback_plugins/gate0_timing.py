@@ -12,11 +12,13 @@ from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
+PARTS = ("fingerprint", "clone", "disk")
+
 DOCUMENTATION = """
 name: gate0_timing
 type: aggregate
 short_description: Records task wall times and modules' duration_ms for bench/run.py
-description: Writes one JSON list of {task, action, host, seconds, duration_ms} to $GATE0_BENCH_TIMING.
+description: Writes one JSON list of {task, action, host, seconds, duration_ms, parts} to $GATE0_BENCH_TIMING.
 requirements: [enable in ansible.cfg or ANSIBLE_CALLBACKS_ENABLED]
 """
 
@@ -45,6 +47,9 @@ class CallbackModule(CallbackBase):
             "host": result._host.get_name(),
             "seconds": None if start is None else round(time.monotonic() - start, 4),
             "duration_ms": res.get("duration_ms"),
+            # gate0_observe: each part's own duration_ms (pg_fingerprint, clone_isolation, disk_headroom).
+            "parts": {k: v.get("duration_ms") for k, v in res.items()
+                      if k in PARTS and isinstance(v, dict)},
         })
 
     def v2_runner_on_ok(self, result: Any) -> None:
