@@ -151,7 +151,7 @@ def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
     assert r.returncode != 0
     assert ("gate0_report_dir cannot be created: /etc/hostname is not a directory, "
             "got '/etc/hostname/reports'") in r.stdout
-    assert "TASK [gate0 : prod |" not in r.stdout
+    assert "TASK [gate0 : observe |" not in r.stdout
 
 
 def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: Lab, tmp_path: Path) -> None:
@@ -178,6 +178,32 @@ def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: L
     tail = r.stdout[r.stdout.rindex("fatal: [lab]"):]
     assert re.search(r"gate0 FAIL on lab: \d+ of 18 checks failed", tail)
     assert "\n        prod.allowlist: not run" in tail
+
+
+@pytest.mark.parametrize(("run_tags", "skip_tags", "gates"), [
+    (["all"], [], ["prod", "clone", "disk"]),
+    (["clone", "disk"], [], ["clone", "disk"]),
+    (["all"], ["disk"], ["prod", "clone"]),
+    (["tagged"], [], ["prod", "clone", "disk"]),
+    (["all"], ["tagged"], []),
+    (["always"], [], []),
+    (["prod", "disk"], ["disk"], ["prod"]),
+])
+def test_selected_gates_follow_tags_as_ansible_selects_tasks(run_tags: list[str], skip_tags: list[str],
+                                                              gates: list[str]) -> None:
+    assert gv.gate0_selected_gates(["prod", "clone", "disk"], run_tags, skip_tags) == gates
+    # gate0_gates still rules: a gate left out there is never selected by a tag.
+    assert "prod" not in gv.gate0_selected_gates(["clone", "disk"], run_tags, skip_tags)
+
+
+def test_skip_tags_leaves_out_one_gate_within_the_one_module_call(lab: Lab, tmp_path: Path) -> None:
+    r = run_playbook("playbooks/gate0.yml", "--skip-tags", "disk", "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode != 0
+    (report,) = _reports(tmp_path)
+    by_id = {c["id"]: c for c in json.loads(report.read_text())["checks"]}
+    assert by_id["disk.headroom"]["status"] == "fail"
+    assert "not run" in by_id["disk.headroom"]["message"]
+    assert [c for c, rec in by_id.items() if rec["status"] != "pass"] == ["disk.headroom"]
 
 
 def test_an_incoming_gate0_extra_var_cannot_mask_a_fail(lab: Lab, tmp_path: Path) -> None:
