@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_playbook
 
-GATE_MODULES = ("pg_fingerprint", "clone_isolation", "disk_headroom")
+GATE_MODULES = ("gate0_observe", "pg_fingerprint", "clone_isolation", "disk_headroom")
 # Short timeouts keep the fault suite fast; each case's time bound is computed from them.
 FAST_TIMEOUTS = {"gate0_statement_timeout": 1500, "gate0_lock_timeout": 500, "gate0_connect_timeout": 2}
 
