@@ -86,7 +86,9 @@ def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
 def sign(fact: Mapping[str, Any], secret: str) -> dict[str, Any]:
     """The fact with its receipt; `tag` is None without a secret (consumers then fall back)."""
     body = plain(receipt_body(fact))  # a copy: the receipt shares nothing with the fact
-    return {**fact, "receipt": {**body, "tag": compute_tag(body, secret) if secret else None}}
+    # Plain JSON types throughout: Ansible's tagged values (each with its origin) would make the fact
+    # cache several times larger and slower to read back on every task.
+    return {**plain(fact), "receipt": {**body, "tag": compute_tag(body, secret) if secret else None}}
 
 
 def verify_problem(record: Any, secret: str, host: str, clone_database: str) -> str | None:
