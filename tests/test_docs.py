@@ -47,3 +47,20 @@ def test_seed_host_example_decrypts_with_the_example_vault_password() -> None:
     assert host["vault_gate0_production_login_password"].startswith("example-")
     assert host["gate0_production_allowed_databases"] == ["directus", "incomex_metadata", "workflow"]
     assert "EXAMPLE" in (inv / "vault-password.example").read_text()
+
+
+def _modules() -> list[tuple[str, str]]:
+    return [(str(path.parent.relative_to(REPO)), path.stem)
+            for folder in ("library", "roles/gate0/library")
+            for path in sorted((REPO / folder).glob("*.py")) if not path.stem.startswith("_")]
+
+
+def test_every_module_is_documented_for_ansible_doc() -> None:
+    """DESIGN.md: each module's DOCUMENTATION, EXAMPLES and RETURN render with ansible-doc."""
+    modules = _modules()
+    assert {"pg_fingerprint", "clone_isolation", "disk_headroom", "gate0_observe"} <= {m for _, m in modules}
+    for folder, name in modules:
+        r = subprocess.run(["ansible-doc", "-M", folder, name], cwd=REPO, env=lab_env(),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (name, r.stderr)
+        assert "[ERROR]" not in r.stderr and "EXAMPLES" in r.stdout and "RETURN VALUES" in r.stdout, name

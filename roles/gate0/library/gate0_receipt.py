@@ -19,7 +19,7 @@ description:
     environment, else the variable C(gate0_receipt_secret) - and never appears in the task's
     arguments or result. A secret shorter than 16 characters is refused.
   - Both modes refuse to run when extra vars set a variable gate0 computes itself (C(__gate0_*),
-    C(gate0_required_record), C(gate0_required)): extra vars outrank set_fact and register.
+    C(gate0_required_record), C(gate0_required)), because extra vars outrank set_fact and register.
 version_added: "1.0.0"
 author: gate0 developers
 options:
