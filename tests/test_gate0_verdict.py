@@ -76,6 +76,11 @@ def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> No
     out = gv.gate0_complete_checks(recs, ids, ["prod", "clone"])
     assert [r["status"] for r in out] == ["pass", "fail", "skipped"]
     assert "not run" in out[1]["message"]
+    # With the gates this run observed, the message says which way a check was left out.
+    out = gv.gate0_complete_checks(recs, ids, ["prod", "clone", "disk"], ["prod", "disk"])
+    assert [r["status"] for r in out] == ["pass", "fail", "fail"]
+    assert "gate clone excluded by --tags/--skip-tags (this run observed: prod, disk)" in out[1]["message"]
+    assert "gate disk ran but did not report it" in out[2]["message"]
     with pytest.raises(ValueError, match="reported twice"):
         gv.gate0_complete_checks(recs + recs, ids)
     with pytest.raises(ValueError, match=r"unknown check ids: x\.y"):
@@ -202,7 +207,8 @@ def test_skip_tags_leaves_out_one_gate_within_the_one_module_call(lab: Lab, tmp_
     (report,) = _reports(tmp_path)
     by_id = {c["id"]: c for c in json.loads(report.read_text())["checks"]}
     assert by_id["disk.headroom"]["status"] == "fail"
-    assert "not run" in by_id["disk.headroom"]["message"]
+    assert "gate disk excluded by --tags/--skip-tags (this run observed: prod, clone)" in \
+        by_id["disk.headroom"]["message"]
     assert [c for c, rec in by_id.items() if rec["status"] != "pass"] == ["disk.headroom"]
 
 

@@ -114,12 +114,14 @@ def gate0_selected_gates(gates: list[str], run_tags: list[str] | None = None,
 
 
 def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
-                          gates: list[str] | None = None) -> list[dict[str, Any]]:
+                          gates: list[str] | None = None,
+                          run_gates: list[str] | None = None) -> list[dict[str, Any]]:
     """Order records by the stable ids; a check that produced no record is 'fail' (not run).
 
     A check may be skipped only where its vars say so: its gate reports it as 'skipped' itself, or
     its whole gate was left out by `gate0_gates` (`gates`), which makes its checks 'skipped' here.
-    A check with no record otherwise was excluded (tags) or its gate broke: that never passes.
+    A check with no record otherwise was excluded by tags (its gate not in `run_gates`) or its gate
+    broke: that never passes.
     """
     by_id: dict[str, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
@@ -138,14 +140,15 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
             out.append({"id": cid, "gate": gate, "status": "skipped", "observed": None, "expected": None,
                         "message": f"gate {gate} not selected (gate0_gates={list(gates)})"})
         else:
-            out.append({
-                "id": cid,
-                "gate": cid.split(".", 1)[0],
-                "status": "fail",
-                "observed": None,
-                "expected": None,
-                "message": "not run in this invocation (excluded by tags, or its gate did not report it)",
-            })
+            if run_gates is None:
+                why = "excluded by tags, or its gate did not report it"
+            elif gate not in run_gates:
+                why = (f"gate {gate} excluded by --tags/--skip-tags (this run observed: "
+                       f"{', '.join(run_gates) or 'no gate'})")
+            else:
+                why = f"gate {gate} ran but did not report it"
+            out.append({"id": cid, "gate": gate, "status": "fail", "observed": None, "expected": None,
+                        "message": f"not run in this invocation: {why}"})
     if by_id:
         raise ValueError(f"unknown check ids: {', '.join(sorted(by_id))}")
     return out
