@@ -96,7 +96,7 @@ timings:
 duration_ms:
   description: Milliseconds the whole observation took (filesystem and server).
   type: int
-  returned: success
+  returned: always
   sample: 7
 """
 

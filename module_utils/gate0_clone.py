@@ -392,7 +392,7 @@ def argument_spec() -> dict[str, Any]:
 def observe(p: dict[str, Any]) -> dict[str, Any]:
     """The clone's facts as a module result; on failure `failed`, a one-line `msg` and `refused`."""
     if not gate0_pg.HAS_PSYCOPG2:
-        return {"changed": False, "failed": True, "msg": gate0_pg.PSYCOPG2_HINT}
+        return {"changed": False, "failed": True, "msg": gate0_pg.PSYCOPG2_HINT, "duration_ms": 0}
     start = time.monotonic()
     timings: dict[str, int] = {"connect_ms": 0, "observe_ms": 0, "probe_ms": 0, "total_ms": 0}
     refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"], p["production_databases"],

@@ -92,7 +92,7 @@ def argument_spec() -> dict[str, Any]:
 def observe(p: dict[str, Any]) -> dict[str, Any]:
     """The filesystem and the sizes as a module result; what could not be read is in the *_error keys."""
     if not gate0_pg.HAS_PSYCOPG2:
-        return {"changed": False, "failed": True, "msg": gate0_pg.PSYCOPG2_HINT}
+        return {"changed": False, "failed": True, "msg": gate0_pg.PSYCOPG2_HINT, "duration_ms": 0}
     begin = time.monotonic()
     fs, path_error = None, None
     try:
