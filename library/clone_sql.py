@@ -193,7 +193,7 @@ import datetime
 import time
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible.module_utils import gate0_pg
@@ -354,7 +354,7 @@ def argument_spec() -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not gate0_pg.HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=gate0_pg.PSYCOPG2_IMPORT_ERROR)
+        module.fail_json(msg=gate0_pg.PSYCOPG2_HINT, exception=gate0_pg.PSYCOPG2_IMPORT_ERROR)
     try:
         result = run(module.params, module.check_mode)
     except GateError as exc:
