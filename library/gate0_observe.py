@@ -124,7 +124,12 @@ def main() -> None:
     result: dict[str, Any] = {"changed": False}
     for name, part in PARTS:
         if module.params[name] is not None:
-            result[name] = part.observe(module.params[name])
+            try:
+                result[name] = part.observe(module.params[name])
+            except Exception as exc:  # each part reports its own failures; this is a last resort
+                why = " ".join(str(exc).split())
+                result[name] = {"changed": False, "failed": True, "failed_stage": "unknown",
+                                "msg": f"{name}: unexpected {type(exc).__name__}: {why}"}
     result["duration_ms"] = int((time.monotonic() - start) * 1000)
     module.exit_json(**result)
 
