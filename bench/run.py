@@ -88,7 +88,7 @@ def module_figures(all_rows: list[list[dict[str, Any]]]) -> dict[str, dict[str, 
         own: list[float] = []
         calls = 0
         for rows in all_rows:
-            if module == OBSERVE or module not in PART_OF:
+            if module == OBSERVE:
                 mine = [r for r in rows if str(r.get("action", "")).split(".")[-1] == module]
                 durations = [r.get("duration_ms") for r in mine]
             else:

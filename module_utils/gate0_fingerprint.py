@@ -198,19 +198,25 @@ def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: d
     return int(timer.run(cur, f"count {name}", query)[0][0])
 
 
-def hash_blocks(cur: Any, rel: dict[str, Any]) -> int:
-    """Blocks to cover: the relation's size now (a partitioned table: its largest leaf partition's).
+def hash_blocks(cur: Any, rel: dict[str, Any]) -> tuple[int, float | None]:
+    """Blocks to cover, and the rows a block holds by the planner's statistics (None: not known yet).
 
-    Read inside the snapshot: any row visible to it lies in a block that existed when the snapshot was
+    The blocks: the relation's size now (a partitioned table: its largest leaf partition's). Read
+    inside the snapshot: any row visible to it lies in a block that existed when the snapshot was
     taken, and the last range is open-ended anyway, so rows in blocks added since are still counted.
+    The rows per block size the ranges by what a statement reads, whatever a `where` keeps of them.
     """
     cur.execute(
-        "SELECT greatest(pg_relation_size(%(oid)s::oid), COALESCE((SELECT max(pg_relation_size(p.relid)) "
-        "FROM pg_partition_tree(%(oid)s::oid) AS p WHERE p.isleaf), 0)) "
-        "/ current_setting('block_size')::bigint",
+        "WITH leaves AS (SELECT %(oid)s::oid AS relid UNION "
+        "SELECT p.relid FROM pg_partition_tree(%(oid)s::oid) AS p WHERE p.isleaf) "
+        "SELECT max(pg_relation_size(l.relid)) / current_setting('block_size')::bigint, "
+        "sum(c.reltuples) FILTER (WHERE c.reltuples > 0) "
+        "/ NULLIF(sum(c.relpages) FILTER (WHERE c.reltuples > 0), 0) "
+        "FROM leaves AS l JOIN pg_class AS c ON c.oid = l.relid",
         {"oid": rel["oid"]},
     )
-    return int(cur.fetchone()[0])
+    blocks, per_block = cur.fetchone()
+    return int(blocks or 0), (float(per_block) if per_block else None)
 
 
 def hash_target(
@@ -232,7 +238,7 @@ def hash_target(
     if rel.get("kind") not in TABLE_KINDS:
         raise GateError(f"hashing target {name!r} ({rel['name']}): only a table, a partitioned table or a "
                         "materialized view can be hashed (hash: false counts a view)")
-    nblocks = hash_blocks(cur, rel)
+    nblocks, per_block = hash_blocks(cur, rel)
     # This statement has parameters: a literal % in the condition must reach the server as %.
     cond = (spec.get("where") or "").replace("%", "%%")
     where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
@@ -240,7 +246,7 @@ def hash_target(
     ranged = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=upper, where=where)
     last = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=sql.SQL(""), where=where)
     budget_ms = max(1, int(params["statement_timeout"] * HASH_STATEMENT_SHARE))
-    rows_per_block = max(1.0, expected_rows / nblocks) if nblocks else 1.0
+    rows_per_block = max(1.0, per_block or (expected_rows / nblocks if nblocks else 1.0))
     chunk = max(HASH_MIN_ROWS, min(HASH_MAX_ROWS, int(params["hash_chunk_rows"])))
     total_rows, total, block = 0, 0, 0
     for _ in range(nblocks + 2):

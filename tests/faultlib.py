@@ -8,7 +8,6 @@ row counts, tuple write counters and relfilenodes of every user table.
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
-from conftest import LAB_SH, REPO, Lab, lab_env
+from conftest import LAB_SH, Lab, lab_env
 from psycopg2 import sql
 
 # --- what "unchanged" means -----------------------------------------------------------------------
@@ -276,19 +275,6 @@ def blackhole_address(port: int) -> Iterator[str | None]:
 
 # --- checking a run -------------------------------------------------------------------------------
 
-FAILED_LINE = re.compile(r"^\s*-?\s*'?\"?(?P<id>(prod|clone|disk)\.[a-z_]+): (?P<message>.+?)'?\"?,?\s*$")
-
-
-def failed_checks(output: str) -> dict[str, str]:
-    """The verdict's one-line failures, id -> message (from the final assertion's fail_msg)."""
-    found: dict[str, str] = {}
-    for line in output.splitlines():
-        m = FAILED_LINE.match(line)
-        if m:
-            found.setdefault(m.group("id"), m.group("message"))
-    return found
-
-
 def secrets_of(lab: Lab) -> list[str]:
     return [lab.password(r) for r in ("context_pack_readonly", "workflow_admin", "directus")]
 
@@ -301,20 +287,3 @@ def files_containing(root: Path, needles: list[str]) -> list[str]:
             data = path.read_bytes()
             hits += [f"{path}: {n[:3]}..." for n in needles if n and n.encode() in data]
     return hits
-
-
-def repo_path(*parts: str) -> Path:
-    return REPO.joinpath(*parts)
-
-
-def env_port() -> int:
-    return int(lab_env()["GATE0_LAB_PORT"])
-
-
-def connect_refused(lab: Lab, db: str) -> bool:
-    try:
-        lab.connect(db).close()
-    except psycopg2.OperationalError:
-        return True
-    return False
-

@@ -87,6 +87,18 @@ def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> No
         gv.gate0_complete_checks([{**recs[0], "id": "x.y"}], ids)
 
 
+def test_observed_part_is_the_part_or_a_failure_naming_why() -> None:
+    part = {"digest": "d", "identity": {}}
+    assert gv.gate0_observed_part({"fingerprint": part, "clone": {}}, "fingerprint") == part
+    # The module refused its options: every part fails with its message (never an empty success).
+    refused = {"failed": False, "msg": "Unsupported parameters for (gate0_observe) module: x"}
+    assert gv.gate0_observed_part(refused, "clone") == {"failed": True, "msg": refused["msg"]}
+    # The task did not run (skipped, or no result at all).
+    assert gv.gate0_observed_part({"skipped": True}, "disk")["failed"] is True
+    missing = gv.gate0_observed_part(None, "disk")
+    assert missing == {"failed": True, "msg": "gate0_observe returned no disk result"}
+
+
 def test_fail_message_one_line_per_failed_check() -> None:
     recs = [
         {"id": "prod.a", "status": "fail", "message": "two\nlines"},

@@ -7,6 +7,7 @@ controller and only compute: no connection, no file written.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 STATUSES = ("pass", "fail", "skipped")
@@ -111,6 +112,19 @@ def gate0_selected_gates(gates: list[str], run_tags: list[str] | None = None,
     run = set(run_tags or ["all"])
     skip = set(skip_tags or [])
     return [g for g in gates if run & {"all", "tagged", g} and not skip & {"tagged", g}]
+
+
+def gate0_observed_part(observed: Any, part: str) -> dict[str, Any]:
+    """One part of a registered gate0_observe result, as its own module would have returned it.
+
+    A part the module did not return (its options were refused, the task did not run) is a failure
+    carrying the module's message, so each check it feeds FAILs naming the cause.
+    """
+    observed = observed if isinstance(observed, Mapping) else {}
+    got = observed.get(part)
+    if isinstance(got, Mapping):
+        return dict(got)
+    return {"failed": True, "msg": observed.get("msg") or f"gate0_observe returned no {part} result"}
 
 
 def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
@@ -228,6 +242,7 @@ class FilterModule:
         return {
             "gate0_config_problems": gate0_config_problems,
             "gate0_selected_gates": gate0_selected_gates,
+            "gate0_observed_part": gate0_observed_part,
             "gate0_complete_checks": gate0_complete_checks,
             "gate0_failed_checks": gate0_failed_checks,
             "gate0_fail_message": gate0_fail_message,
