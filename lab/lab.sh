@@ -45,7 +45,9 @@ PG_BIN=$(find_bin)
 # PostgreSQL refuses to run as root: as root, run the server as the unprivileged `postgres` user.
 if [ "$(id -u)" = 0 ]; then
     id -u postgres >/dev/null 2>&1 || die "as root the lab runs as OS user 'postgres', which does not exist (apt-get install postgresql)"
-    AS=(runuser -u postgres --)
+    # From `/`: PostgreSQL's programs return to their working directory at start, and the server
+    # user cannot enter a checkout under /root ("could not change directory to ...").
+    AS=(runuser -u postgres -- env --chdir=/)
     OWNER=postgres
 else
     AS=()

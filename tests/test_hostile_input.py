@@ -45,12 +45,14 @@ def _fits(part: str) -> bool:
 
 
 @given(names)
+@example(".\x00")  # refused for its shape too: the NUL is named all the same
 def test_split_relation_splits_exactly_or_refuses_in_one_line(name: str) -> None:
     try:
         parts = split_relation(name)
     except GateError as exc:
         message = str(exc)
         assert "\n" not in message and message.startswith("checking options: ")
+        assert "\x00" not in name or "NUL character" in message, message
         assert not (1 <= name.count(".") + 1 <= 2 and all(_fits(p) for p in name.split(".")))
         return
     assert 1 <= len(parts) <= 2
@@ -341,6 +343,8 @@ def _clone_profile(where: str, value: str) -> dict:
 @example(where="seed.marker_column", value="created_by\x00; DROP TABLE gate0_canary")
 @example(where="outbox.relation", value=f'event_outbox"; DROP TABLE {CANARY}; --')
 @example(where="seed.marker", value=f"x'); DROP TABLE {CANARY}; --")
+@example(where="seed.relation", value=".\x00")
+@example(where="outbox.type_column", value="\x00" + "x" * 70)
 def test_clone_profile_values_are_quoted_or_refused(lab: Lab, clone_canary: str, where: str,
                                                     value: str) -> None:
     """Any hostile value in the clone profile: a one-line result, never a traceback, canary intact."""
@@ -351,7 +355,8 @@ def test_clone_profile_values_are_quoted_or_refused(lab: Lab, clone_canary: str,
     assert "\n" not in result.get("msg", "")
     assert all("\n" not in str(e) for e in (result.get("errors") or {}).values())
     if "\x00" in value and not where.endswith(("marker", "probe_event_type")):
-        # A NUL would make libpq read another name (cut there): refused, never silently substituted.
+        # A NUL would make libpq read another name (cut there): refused, never silently substituted,
+        # and the refusal names the NUL whatever else is wrong with the value.
         assert "NUL character" in json.dumps(result), result
     assert lab.scalar(CLONE_DB, "SELECT count(*) FROM pg_class WHERE relname = %s", (clone_canary,)) == 1
     assert lab.scalar(CLONE_DB, f"SELECT count(*) FROM {clone_canary}") == 7

@@ -40,7 +40,11 @@ STORE=$CACHE/storage-$ID
 SOCK=$RUN/podman.sock
 PG_MAJOR=15
 IMAGE_RECIPE=1  # bump when the image's build steps change
-PACKAGES=(podman runc containernetworking-plugins debootstrap openssh-server python3-psycopg2)
+# What the database host needs, installed here, in the root namespace (the host's namespace has no
+# route out): python3-apt is what ansible.builtin.apt (the role's package task) imports; without it
+# the module would try to install it from inside the namespace.
+PACKAGES=(podman runc containernetworking-plugins debootstrap openssh-server openssh-client
+          python3-psycopg2 python3-apt)
 
 log() { echo "topo: $*" >&2; }
 die() { echo "topo: $*" >&2; exit 1; }
