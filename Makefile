@@ -21,12 +21,13 @@ endif
 MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
 MATRIX_FOCUS ?= tests/matrix_focus.txt
 
-.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others \
+.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test test-fresh lint pytest bench test-matrix test-matrix-others \
 	topo-up topo-down topo-status
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
-	@echo "make test       ruff, ansible-lint and every test (what CI runs)"
+	@echo "make test       ruff, ansible-lint and every test (what CI runs); every part runs, failures named at the end"
+	@echo "make test-fresh the two commands in a fresh Debian 12 root (root, ~15 min; tests/fresh_debian.sh)"
 	@echo "make lab-up     start the local lab (127.0.0.1:$(GATE0_LAB_PORT), socket in .lab/); PG=16: that major's lab"
 	@echo "make lab-down   stop the lab"
 	@echo "make lab-reset  put the lab's databases back to the seed state"
@@ -84,7 +85,17 @@ lint: venv
 pytest: venv pg
 	$(BIN)/pytest
 
-test: lint pytest test-matrix-others
+# Every part runs whatever failed before it; the closing lines name each failing part (exit 1).
+# TEST_PARTS narrows it, e.g. `make test TEST_PARTS="lint pytest"`; root-only tests: README "Two commands".
+TEST_PARTS ?= lint pytest test-matrix-others
+test: venv pg
+	@MAKE="$(MAKE)" tests/make_test.sh $(TEST_PARTS)
+
+# The README's two commands in a freshly bootstrapped Debian 12 root (root; tests/fresh_debian.sh).
+# FRESH_BRANCH: the committed branch to clone there (default: the current one).
+FRESH_BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD)
+test-fresh:
+	@tests/fresh_debian.sh $(FRESH_BRANCH)
 
 # Every supported major, one after the other, each against its own lab (started and stopped by the
 # tests' lab fixture); a summary line per major; fails when any major fails.
