@@ -82,8 +82,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint -q
 
+# PYTEST_ARGS: e.g. -m "not topo" leaves out the root-only topology tests (README "Two commands").
+PYTEST_ARGS ?=
 pytest: venv pg
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Every part runs whatever failed before it; the closing lines name each failing part (exit 1).
 # TEST_PARTS narrows it, e.g. `make test TEST_PARTS="lint pytest"`; root-only tests: README "Two commands".
