@@ -35,6 +35,7 @@ BRANCH=${1:-$(git -C "$REPO" rev-parse --abbrev-ref HEAD)}
 WORK=${FRESH_DIR:-/var/tmp/gate0-fresh}
 ROOT=$WORK/root-$$
 LOGS=$WORK/logs
+BUNDLE=$WORK/gate0-$$.bundle
 PORT=${GATE0_LAB_PORT:-55432}
 SUITE=bookworm
 INCLUDE=python3,python3-venv,python3-pip,make,git,ca-certificates,iproute2,build-essential
@@ -47,7 +48,7 @@ die() { echo "fresh: $*" >&2; exit 1; }
 now() { date +%s; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mounts)"
-COMMIT=$(git -C "$REPO" rev-parse --verify -q "$BRANCH^{commit}") || die "no branch or commit '$BRANCH'"
+git -C "$REPO" rev-parse --verify -q "refs/heads/$BRANCH" >/dev/null || die "no branch '$BRANCH'"
 
 # --- this machine's facts ------------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ unmount_all() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    rm -f "$BUNDLE"
     if [ -d "$ROOT/root/gate0" ] && $MOUNTED; then
         # The topology's namespace, links and routes live in this machine's network namespace.
         timeout 180 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin GATE0_LAB_PORT="$PORT" \
@@ -201,6 +203,9 @@ rm -rf "$LOGS/matrix"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 t_start=$(now)
+# The branch as committed now (later commits to it do not change this run).
+git -C "$REPO" bundle create "$BUNDLE" "refs/heads/$BRANCH" >/dev/null 2>&1 || die "git bundle of $BRANCH failed"
+COMMIT=$(git -C "$REPO" bundle list-heads "$BUNDLE" "refs/heads/$BRANCH" | cut -d' ' -f1)
 log "branch $BRANCH at ${COMMIT:0:12}, root $ROOT, lab port $PORT"
 ensure_debootstrap
 t0=$(now)
@@ -209,7 +214,7 @@ configure_root
 log "root ready in $(( $(now) - t0 ))s: $(chroot "$ROOT" python3 --version 2>&1), $(du -sh "$ROOT" | cut -f1)"
 mount_root || die "mounting the root failed"
 
-git -C "$REPO" bundle create "$ROOT/tmp/gate0.bundle" "$BRANCH" >/dev/null 2>&1 || die "git bundle of $BRANCH failed"
+mv "$BUNDLE" "$ROOT/tmp/gate0.bundle"
 inside git clone -q -b "$BRANCH" /tmp/gate0.bundle /root/gate0 || die "git clone inside the root failed"
 [ "$(inside git -C /root/gate0 rev-parse HEAD)" = "$COMMIT" ] || die "the clone is not at $COMMIT"
 
