@@ -74,6 +74,8 @@ def _databases(cur: Any, names: list[str]) -> list[dict[str, Any]]:
 def production_reach(cur: Any, databases: list[str], production_role: str, version: int) -> dict[str, Any]:
     """Every catalog path from the clone login to production (`databases`: production + allowlist)."""
     roles = closure(cur)
+    if roles and roles[0]["superuser"]:
+        roles = roles[:1]  # a superuser belongs to every role: its own attribute is the finding
     oids = [r["oid"] for r in roles]
     found = _databases(cur, sorted(set(databases)))
     findings: list[dict[str, str]] = []
@@ -140,7 +142,8 @@ def outbound_links(cur: Any) -> dict[str, Any]:
         findings.append({"name": name, "text": text})
 
     for srv, fdw, who in _rows(cur, (
-            "SELECT s.srvname::text, w.fdwname::text, COALESCE(m.usename::text, 'PUBLIC') "
+            "SELECT s.srvname::text, w.fdwname::text, "
+            "CASE WHEN m.umuser = 0 THEN 'PUBLIC' ELSE m.usename::text END "
             "FROM pg_foreign_server AS s JOIN pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw "
             "JOIN pg_user_mappings AS m ON m.srvid = s.oid ORDER BY 1, 3")):
         add(srv, f"foreign server {srv} ({fdw}) with a user mapping for {who}")
@@ -158,8 +161,13 @@ def outbound_links(cur: Any) -> dict[str, Any]:
             "FROM pg_foreign_data_wrapper AS w CROSS JOIN pg_roles AS r WHERE r.oid = ANY(%(roles)s::oid[]) "
             "AND has_foreign_data_wrapper_privilege(r.oid, w.oid, 'USAGE') GROUP BY 1 ORDER BY 1"), p):
         add(fdw, f"foreign-data wrapper {fdw}: USAGE as {who} (may create foreign servers)")
+    by_extension: dict[str, list[str]] = {}
     for text, _who in gate0_readonly.session_extension_items(cur, p):
-        add(text.split(":", 1)[0], text)
+        ext, _, what = text.partition(": EXECUTE on ")
+        by_extension.setdefault(ext, []).append(what)
+    for ext, functions in by_extension.items():
+        shown = ", ".join(functions[:3]) + (f" and {len(functions) - 3} more" if len(functions) > 3 else "")
+        add(ext, f"{ext}: EXECUTE on {len(functions)} function(s) that open connections: {shown}")
     subs = _visible(cur, "subscriptions", (
         "SELECT s.subname::text, s.subenabled FROM pg_subscription AS s "
         "JOIN pg_database AS d ON d.oid = s.subdbid WHERE d.datname = current_database() ORDER BY 1"))

@@ -147,6 +147,8 @@ def _sections(result: dict[str, Any], *names: str) -> str | None:
     for n in names:
         if errors.get(n):
             return errors[n]
+        if result.get(n) is None:
+            return f"not observed: the clone part returned no {n!r} section"
     return None
 
 
@@ -168,7 +170,7 @@ def check_production_unreachable(result: dict[str, Any], s: dict[str, Any]) -> R
     attempts = reach.get("attempts") or []
     observed = {"login": reach.get("login"), "roles": reach.get("roles"), "findings": reach.get("findings"),
                 "databases_here": reach.get("databases_here"), "attempts": attempts}
-    problems = [f["text"] for f in reach.get("findings") or []]
+    problems = []
     for a in attempts:
         if a.get("refused") is False:
             problems.append(f"a connection to {a.get('database')} on {a.get('server')} with the clone "
@@ -178,6 +180,7 @@ def check_production_unreachable(result: dict[str, Any], s: dict[str, Any]) -> R
                             f"channel: {a.get('reason')}")
     if not attempts:
         problems.append("no connection attempt made (no production database named)")
+    problems += [f["text"] for f in reach.get("findings") or []]
     if problems:
         return record(cid, False, observed, expected,
                       f"the clone channel ({reach.get('login')}) can reach beyond the clone: "
