@@ -50,7 +50,9 @@ pg:
 	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$GATE0_PG_BIN" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "gate0: installing PostgreSQL server packages (apt-get install postgresql)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null; \
+		log=$$(mktemp); \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib; } \
+			>"$$log" 2>&1 || { tail -n 20 "$$log" >&2; rm -f "$$log"; exit 1; }; rm -f "$$log"; \
 	else \
 		echo "gate0: no PostgreSQL server found: install the 'postgresql' package (Debian) or set GATE0_PG_BIN" >&2; exit 1; \
 	fi
