@@ -21,7 +21,7 @@ endif
 MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
 MATRIX_FOCUS ?= tests/matrix_focus.txt
 
-.PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test test-fresh lint pytest bench test-matrix test-matrix-others \
+.PHONY: help venv pg test-tools lab-up lab-down lab-reset lab-dsn demo test test-fresh lint pytest bench test-matrix test-matrix-others \
 	topo-up topo-down topo-status
 
 help:
@@ -45,14 +45,18 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# apt-get install PACKAGES, quiet: apt's output is shown only when it fails.
+APT_INSTALL = log=$$(mktemp); \
+	{ apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $(1); } \
+	>"$$log" 2>&1 || { tail -n 20 "$$log" >&2; rm -f "$$log"; exit 1; }; rm -f "$$log"
+
 # PostgreSQL server binaries: Debian's packages, installed when missing and we are root.
 pg:
 	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$GATE0_PG_BIN" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "gate0: installing PostgreSQL server packages (apt-get install postgresql)"; \
-		log=$$(mktemp); \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib; } \
-			>"$$log" 2>&1 || { tail -n 20 "$$log" >&2; rm -f "$$log"; exit 1; }; rm -f "$$log"; \
+		$(call APT_INSTALL,postgresql postgresql-contrib); \
 	else \
 		echo "gate0: no PostgreSQL server found: install the 'postgresql' package (Debian) or set GATE0_PG_BIN" >&2; exit 1; \
 	fi
@@ -86,8 +90,19 @@ lint: venv
 
 # PYTEST_ARGS: e.g. -m "not topo" leaves out the root-only topology tests (README "Two commands").
 PYTEST_ARGS ?=
-pytest: venv pg
+pytest: venv pg test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The client tools the tests use beyond the base system: ssh (Ansible's ssh connection: the
+# multi-host tests' unreachable host, the topology). Installed when missing and we are root.
+test-tools:
+	@if command -v ssh >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "gate0: installing the tests' ssh client (apt-get install openssh-client)"; \
+		$(call APT_INSTALL,openssh-client); \
+	else \
+		echo "gate0: no ssh client: install the 'openssh-client' package (Debian)" >&2; exit 1; \
+	fi
 
 # Every part runs whatever failed before it; the closing lines name each failing part (exit 1).
 # TEST_PARTS narrows it, e.g. `make test TEST_PARTS="lint pytest"`; root-only tests: README "Two commands".
