@@ -140,19 +140,23 @@ procs_in_root() {
     done
 }
 
-stop_procs() {
-    local pids i
-    mapfile -t pids < <(procs_in_root)
-    [ ${#pids[@]} -eq 0 ] && return 0
-    log "stopping ${#pids[@]} processes left in the root (pids ${pids[*]})"
-    kill -TERM "${pids[@]}" 2>/dev/null
-    for i in $(seq 50); do
+stop_procs() { # TERM, then KILL, whatever runs in the root (new ones too); bounded: 5 rounds
+    local pids round i
+    for round in 1 2 3 4 5; do
         mapfile -t pids < <(procs_in_root)
         [ ${#pids[@]} -eq 0 ] && return 0
-        sleep 0.2
+        log "stopping ${#pids[@]} processes left in the root (pids ${pids[*]})"
+        kill -TERM "${pids[@]}" 2>/dev/null
+        for i in $(seq 10); do
+            sleep 0.5
+            mapfile -t pids < <(procs_in_root)
+            [ ${#pids[@]} -eq 0 ] && return 0
+        done
+        kill -KILL "${pids[@]}" 2>/dev/null
+        sleep 0.5
     done
-    kill -KILL "${pids[@]}" 2>/dev/null
-    sleep 1
+    mapfile -t pids < <(procs_in_root)
+    [ ${#pids[@]} -eq 0 ] || echo "fresh: processes still in the root: ${pids[*]}" >&2
 }
 
 mounts_under_root() { findmnt -rn -o TARGET | awk -v r="$ROOT" '$0 == r || index($0, r "/") == 1' | sort -r; }
@@ -197,39 +201,49 @@ cleanup() {
 
 # --- main ----------------------------------------------------------------------------------------
 
-mkdir -p "$WORK" "$LOGS"
-rm -f "$LOGS"/*.log
-rm -rf "$LOGS/matrix"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-t_start=$(now)
-# The branch as committed now (later commits to it do not change this run).
-git -C "$REPO" bundle create "$BUNDLE" "refs/heads/$BRANCH" >/dev/null 2>&1 || die "git bundle of $BRANCH failed"
-COMMIT=$(git -C "$REPO" bundle list-heads "$BUNDLE" "refs/heads/$BRANCH" | cut -d' ' -f1)
-log "branch $BRANCH at ${COMMIT:0:12}, root $ROOT, lab port $PORT"
-ensure_debootstrap
-t0=$(now)
-bootstrap
-configure_root
-log "root ready in $(( $(now) - t0 ))s: $(chroot "$ROOT" python3 --version 2>&1), $(du -sh "$ROOT" | cut -f1)"
-mount_root || die "mounting the root failed"
+# All in one function, called on the last line: bash has read the whole script before it runs,
+# so editing the file during a run cannot change what the run does.
+main() {
+    mkdir -p "$WORK" "$LOGS"
+    rm -f "$LOGS"/*.log
+    rm -rf "$LOGS/matrix"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    t_start=$(now)
+    # The branch as committed now (later commits to it do not change this run).
+    git -C "$REPO" bundle create "$BUNDLE" "refs/heads/$BRANCH" >/dev/null 2>&1 || die "git bundle of $BRANCH failed"
+    COMMIT=$(git -C "$REPO" bundle list-heads "$BUNDLE" "refs/heads/$BRANCH" | cut -d' ' -f1)
+    log "branch $BRANCH at ${COMMIT:0:12}, root $ROOT, lab port $PORT"
+    ensure_debootstrap
+    t0=$(now)
+    bootstrap
+    configure_root
+    log "root ready in $(( $(now) - t0 ))s: $(chroot "$ROOT" python3 --version 2>&1), $(du -sh "$ROOT" | cut -f1)"
+    mount_root || die "mounting the root failed"
 
-mv "$BUNDLE" "$ROOT/tmp/gate0.bundle"
-inside git clone -q -b "$BRANCH" /tmp/gate0.bundle /root/gate0 || die "git clone inside the root failed"
-[ "$(inside git -C /root/gate0 rev-parse HEAD)" = "$COMMIT" ] || die "the clone is not at $COMMIT"
+    mv "$BUNDLE" "$ROOT/tmp/gate0.bundle"
+    inside git clone -q -b "$BRANCH" /tmp/gate0.bundle /root/gate0 || die "git clone inside the root failed"
+    [ "$(inside git -C /root/gate0 rev-parse HEAD)" = "$COMMIT" ] || die "the clone is not at $COMMIT"
 
-log "make demo (as root, in /root/gate0)"
-t0=$(now)
-inside timeout -k 30 "$DEMO_TIMEOUT" bash -c 'cd /root/gate0 && make demo'
-demo_rc=$? demo_s=$(( $(now) - t0 ))
-log "make demo: exit $demo_rc in ${demo_s}s"
+    log "make demo (as root, in /root/gate0)"
+    t0=$(now)
+    # In the background and waited for: a signal to this script runs the cleanup at once (which stops
+    # whatever still runs in the root), not when the command ends.
+    inside timeout -k 30 "$DEMO_TIMEOUT" bash -c 'cd /root/gate0 && make demo' &
+    wait $!
+    demo_rc=$? demo_s=$(( $(now) - t0 ))
+    log "make demo: exit $demo_rc in ${demo_s}s"
 
-log "make test (as root, in /root/gate0)"
-t0=$(now)
-inside timeout -k 30 "$TEST_TIMEOUT" bash -c 'cd /root/gate0 && make test'
-test_rc=$? test_s=$(( $(now) - t0 ))
-log "make test: exit $test_rc in ${test_s}s"
+    log "make test (as root, in /root/gate0)"
+    t0=$(now)
+    inside timeout -k 30 "$TEST_TIMEOUT" bash -c 'cd /root/gate0 && make test' &
+    wait $!
+    test_rc=$? test_s=$(( $(now) - t0 ))
+    log "make test: exit $test_rc in ${test_s}s"
 
-log "branch $BRANCH at ${COMMIT:0:12} on $(date -u +%F), $(( $(now) - t_start ))s in all"
-log "demo exit $demo_rc in ${demo_s}s, test exit $test_rc in ${test_s}s"
-[ "$demo_rc" = 0 ] && [ "$test_rc" = 0 ]
+    log "branch $BRANCH at ${COMMIT:0:12} on $(date -u +%F), $(( $(now) - t_start ))s in all"
+    log "demo exit $demo_rc in ${demo_s}s, test exit $test_rc in ${test_s}s"
+    [ "$demo_rc" = 0 ] && [ "$test_rc" = 0 ]
+}
+
+main "$@"; exit $?
