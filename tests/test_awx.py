@@ -1,18 +1,32 @@
-"""AWX: gate0 through ansible-runner (AWX's engine), the AWX object files, the execution environment."""
+"""AWX: gate0 through ansible-runner (AWX's engine), the AWX object files, the execution environment.
+
+The object files are checked without a running AWX, and say so: awxkit's own `import_assets` (what
+`awx import` runs) against tests/awxfake.py, which answers only lookups and records POSTs; the
+credential type rendered as AWX renders it; the workflow's variables against AWX's precedence.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import ansible_runner
+import awxfake
 import pytest
 import yaml
+from awxkit.api.pages.api import EXPORTABLE_RESOURCES, ApiV2
 from conftest import CLONE_DB, REPO, Lab, lab_env
 
 AWX = REPO / "awx"
+_spec = importlib.util.spec_from_file_location("gate0_receipt",
+                                               REPO / "roles/gate0/action_plugins/gate0_receipt.py")
+gr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gr)
 SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
 
 
@@ -52,40 +66,206 @@ def test_gate0_through_ansible_runner_publishes_gate0_without_passwords(
             assert secret not in text, path
 
 
-def test_survey_spec_is_awx_format_and_names_role_variables() -> None:
-    survey = json.loads((AWX / "survey_gate0.json").read_text())
-    assert set(survey) == {"name", "description", "spec"}
-    defaults = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())
-    for q in survey["spec"]:
-        assert q["type"] in SURVEY_TYPES
-        assert q["variable"] in defaults, q["variable"]
-        assert {"question_name", "required", "variable", "type", "default"} <= set(q)
-        assert "password" not in q["variable"]
-    jt = json.loads((AWX / "job_template_gate0.json").read_text())["job_templates"][0]
-    assert jt["playbook"] == "playbooks/gate0.yml" and (REPO / jt["playbook"]).is_file()
-    assert jt["related"]["survey_spec"] == survey and jt["survey_enabled"] is True
+# --- the AWX objects, as `awx export` writes them and `awx import` reads them ------------------------
+
+AWX_FILES = sorted(AWX.glob("*.json"))
+IMPORT_ORDER = ["credential_type_gate0.json", "job_template_gate0.json", "workflow_clone_refresh.json"]
+ORG = {"name": "gate0", "type": "organization"}
 
 
-def test_workflow_refresh_node_follows_the_gate_node_on_success() -> None:
-    doc = json.loads((AWX / "workflow_clone_refresh.json").read_text())
-    for jt in doc["job_templates"]:
+def _doc(name: str) -> dict[str, Any]:
+    return json.loads((AWX / name).read_text())
+
+
+def _templates() -> list[dict[str, Any]]:
+    return [jt for name in IMPORT_ORDER for jt in _doc(name).get("job_templates", [])]
+
+
+def _workflow_nodes() -> dict[str, dict[str, Any]]:
+    (wf,) = _doc("workflow_clone_refresh.json")["workflow_job_templates"]
+    return {n["identifier"]: n for n in wf["related"]["workflow_nodes"]}
+
+
+def _assets(value: Any) -> list[dict[str, Any]]:
+    """Every object of an export file that awxkit imports (top-level ones and create sets in `related`)."""
+    out: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        if "natural_key" in value:
+            out.append(value)
+        for child in value.values():
+            out += _assets(child)
+    elif isinstance(value, list):
+        for child in value:
+            out += _assets(child)
+    return out
+
+
+def test_every_file_is_in_awx_export_form() -> None:
+    """Resource-type keys at the top, a natural key on every object, no field AWX would silently drop."""
+    assert [p.name for p in AWX_FILES] == sorted(IMPORT_ORDER)
+    for path in AWX_FILES:
+        doc = json.loads(path.read_text())
+        assert doc and set(doc) <= set(EXPORTABLE_RESOURCES), (path.name, set(doc))
+        for resource, assets in doc.items():
+            assert isinstance(assets, list) and assets, (path.name, resource)
+            for asset in assets:
+                assert asset["natural_key"]["type"] in awxfake.POST_FIELDS, asset["natural_key"]
+        for asset in _assets(doc):
+            fields = awxfake.POST_FIELDS[asset["natural_key"]["type"]]
+            dropped = set(asset) - {"related", "natural_key"} - set(fields)
+            assert not dropped, (path.name, dropped)
+            for key, kind in fields.items():  # a foreign key is a natural key (or null), never an id
+                value = asset.get(key)
+                assert kind != "id" or value is None or isinstance(value, dict), (path.name, key)
+
+
+def _prerequisites(fake: awxfake.FakeAwx, *, machine: bool = True) -> None:
+    """What awx/README.md has an admin create before `awx import`."""
+    org = fake.add("organization", name="gate0")["id"]
+    fake.add("project", name="gate0", organization=org)
+    fake.add("inventory", name="gate0 databases", organization=org)
+    fake.add("execution_environment", name="gate0-ee")
+    fake.add("credential_type", name="Machine", kind="ssh", managed=True)
+    fake._machine = machine  # type: ignore[attr-defined]
+
+
+def _credentials(fake: awxfake.FakeAwx) -> None:
+    """After importing the credential type: the two credentials awx/README.md has the admin create."""
+    org = next(o["id"] for o in fake.of_type("organization"))
+    types = {t["name"]: t["id"] for t in fake.of_type("credential_type")}
+    fake.add("credential", name="gate0 channels", organization=org,
+             credential_type=types["gate0 PostgreSQL channels"])
+    if fake._machine:  # type: ignore[attr-defined]
+        fake.add("credential", name="gate0 database host", organization=org, credential_type=types["Machine"])
+
+
+def _import(fake: awxfake.FakeAwx, name: str) -> bool:
+    """`awx import < awx/NAME`: awxkit's own ApiV2.import_assets; True when it logged no error."""
+    api = ApiV2(fake, endpoint="/api/v2/").get()
+    api.import_assets(_doc(name))
+    return not getattr(api, "_has_error", False)
+
+
+def _import_all(fake: awxfake.FakeAwx) -> list[bool]:
+    ok = [_import(fake, IMPORT_ORDER[0])]
+    _credentials(fake)
+    return ok + [_import(fake, name) for name in IMPORT_ORDER[1:]]
+
+
+def _natural_key(fake: awxfake.FakeAwx, obj: dict[str, Any]) -> dict[str, Any]:
+    page = ApiV2(fake, endpoint="/api/v2/").get()  # awxkit computes natural keys from pages
+    from awxkit.api.pages.page import PageCache, get_registered_page
+    cls = get_registered_page(obj["url"])
+    return cls(fake, endpoint=obj["url"], json=obj).get_natural_key(PageCache(page.connection))
+
+
+def test_awx_import_creates_every_object_and_resolves_every_reference() -> None:
+    fake = awxfake.FakeAwx()
+    _prerequisites(fake)
+    assert _import_all(fake) == [True, True, True]
+    assert fake.unexpected == []
+    kinds = ("credential_type", "job_template", "workflow_job_template", "workflow_job_template_node")
+    created = {t: [o.get("name") or o.get("identifier") for o in fake.of_type(t)] for t in kinds}
+    assert sorted(created["job_template"]) == sorted(jt["name"] for jt in _templates())
+    assert created["workflow_job_template"] == ["gate0 - gate, refresh, apply"]
+    assert sorted(created["workflow_job_template_node"]) == ["apply", "gate", "refresh"]
+    assert "gate0 PostgreSQL channels" in created["credential_type"]
+    # Every natural key in the files names the object the import linked (none left null).
+    by_key = {json.dumps(_natural_key(fake, o), sort_keys=True): o["id"] for o in fake.objects.values()}
+    for name in IMPORT_ORDER:
+        for asset in _assets(_doc(name)):
+            fields = awxfake.POST_FIELDS[asset["natural_key"]["type"]]
+            obj = by_key[json.dumps(asset["natural_key"], sort_keys=True)]
+            for key, kind in fields.items():
+                if kind == "id" and isinstance(asset.get(key), dict):
+                    assert fake.by_id(obj)[key] == by_key[json.dumps(asset[key], sort_keys=True)], (name, key)
+            for relation, members in asset.get("related", {}).items():
+                if relation in ("credentials", "success_nodes", "failure_nodes", "always_nodes"):
+                    url = f"{fake.by_id(obj)['url']}{relation}/"
+                    want = sorted(by_key[json.dumps(m, sort_keys=True)] for m in members)
+                    assert sorted(fake.members[url]) == want, (name, relation)
+    (gate,) = [o for o in fake.of_type("job_template") if o["name"] == "gate0 - Hard Gate 0"]
+    assert fake.surveys[f"{gate['url']}survey_spec/"] == _templates()[0]["related"]["survey_spec"]
+
+
+def test_awx_import_reports_a_missing_prerequisite() -> None:
+    """The harness can fail: without the machine credential, awxkit logs an unresolved reference."""
+    fake = awxfake.FakeAwx()
+    _prerequisites(fake, machine=False)
+    assert _import_all(fake)[1:] == [False, False]
+
+
+def test_every_template_has_a_machine_credential_and_reads_only_its_survey_or_node() -> None:
+    for jt in _templates():
         assert (REPO / jt["playbook"]).is_file()
-    (wf,) = doc["workflow_job_templates"]
-    nodes = {n["identifier"]: n for n in wf["related"]["workflow_nodes"]}
+        types = {c["credential_type"]["kind"] for c in jt["related"]["credentials"]}
+        assert types == {"ssh", "cloud"}, jt["name"]  # the database host over SSH, and gate0's channels
+        assert "/runner/" not in jt["extra_vars"]  # AWX deletes the job's private data directory
+    gate = _templates()[0]
+    assert gate["survey_enabled"] and not gate["ask_variables_on_launch"]  # launch input: the survey only
+    survey_vars = {q["variable"] for q in gate["related"]["survey_spec"]["spec"]}
+    defaults = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())
+    for q in gate["related"]["survey_spec"]["spec"]:
+        assert q["type"] in SURVEY_TYPES and q["variable"] in defaults and "password" not in q["variable"]
+    nodes = _workflow_nodes()
+    assert nodes["gate"]["extra_data"].keys() <= survey_vars  # AWX accepts a node's variables it prompts for
+    for name in ("refresh", "apply"):
+        (jt,) = [t for t in _templates() if t["name"] == nodes[name]["unified_job_template"]["name"]]
+        assert jt["ask_variables_on_launch"] and not jt["survey_enabled"], name
+
+
+def test_workflow_nodes_target_their_own_clone_and_no_launch_input_reaches_them() -> None:
+    (wf,) = _doc("workflow_clone_refresh.json")["workflow_job_templates"]
+    nodes = _workflow_nodes()
+    # Workflow variables outrank every node's (awx/main/models/workflow.py, get_job_kwargs): none here.
+    assert not wf["ask_variables_on_launch"] and not wf["survey_enabled"]
+    assert not yaml.safe_load(wf["extra_vars"] or "{}")
+    gated = nodes["gate"]["extra_data"]["gate0_clone_database"]
+    new = nodes["refresh"]["extra_data"]["gate0_clone_database"]
+    assert gated != new and nodes["apply"]["extra_data"]["gate0_clone_database"] == new
     assert [s["identifier"] for s in nodes["gate"]["related"]["success_nodes"]] == ["refresh"]
     assert [s["identifier"] for s in nodes["refresh"]["related"]["success_nodes"]] == ["apply"]
-    assert nodes["gate"]["unified_job_template"]["name"] == "gate0 - Hard Gate 0"
-    refresh = (REPO / "playbooks/clone_refresh.yml").read_text()
-    assert "gate0_hosts[inventory_hostname]" in refresh  # reads the gate node's artifacts
-    ctype = json.loads((AWX / "credential_type_gate0.json").read_text())
-    assert set(ctype["injectors"]["extra_vars"]) >= {"gate0_production_login_password",
-                                                     "gate0_clone_login_password"}
+    for node in nodes.values():
+        assert node["natural_key"]["workflow_job_template"] == wf["natural_key"]
+        assert gr.protected_overrides(node["extra_data"]) == []
+    for jt in _templates():
+        assert gr.protected_overrides(yaml.safe_load(jt["extra_vars"]) or {}) == []
+
+
+def _role_variables() -> set[str]:
+    names: set[str] = set()
+    for spec in REPO.glob("roles/*/meta/argument_specs.yml"):
+        for entry in yaml.safe_load(spec.read_text())["argument_specs"].values():
+            names |= set(entry.get("options") or {})
+    return names
+
+
+def test_the_credential_type_injects_as_awx_renders_it() -> None:
+    """AWX's CredentialType.inject_credential: a sandboxed Jinja render of each injector over the inputs
+    given (an input left empty is absent from the namespace); env names starting ANSIBLE_ are refused."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    (ctype,) = _doc("credential_type_gate0.json")["credential_types"]
+    ids = {f["id"] for f in ctype["inputs"]["fields"]}
+    assert set(ctype["inputs"]["required"]) == {"production_password", "clone_password", "receipt_secret"}
+    inputs = {"production_password": "p-pw", "clone_password": "c-pw", "receipt_secret": "k" * 32}
+    env = ImmutableSandboxedEnvironment()
+    extra_vars = {k: env.from_string(v).render(**inputs) for k, v in ctype["injectors"]["extra_vars"].items()}
+    injected_env = {k: env.from_string(v).render(**inputs) for k, v in ctype["injectors"]["env"].items()}
+    assert extra_vars == {"gate0_production_login_password": "p-pw", "gate0_clone_login_password": "c-pw",
+                          "gate0_refresh_dba_login_password": ""}
+    assert injected_env == {gr.SECRET_ENV: "k" * 32}
+    assert set(extra_vars) <= _role_variables() and gr.protected_overrides(extra_vars) == []
+    assert not any(name.startswith("ANSIBLE_") for name in injected_env)
+    for template in [*ctype["injectors"]["extra_vars"].values(), *ctype["injectors"]["env"].values()]:
+        assert env.parse(template) and set(re.findall(r"{{\s*(\w+)", template)) <= ids
 
 
 def test_execution_environment_build_context_offline(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=lab_env()["PATH"])
+    # The file named: its default follows the container runtime ansible-builder finds (docker: Dockerfile).
     r = subprocess.run(["ansible-builder", "create", "-f", str(REPO / "execution-environment.yml"),
-                        "-c", str(tmp_path / "ctx")], capture_output=True, text=True, env=env, timeout=120)
+                        "-c", str(tmp_path / "ctx"), "--output-filename", "Containerfile"],
+                       capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     build = tmp_path / "ctx" / "_build"
     assert "psycopg2-binary==2.9.13" in (build / "requirements.txt").read_text()
