@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import awxfake
 import pytest
 import yaml
 from awxkit.api.pages.api import EXPORTABLE_RESOURCES, ApiV2
-from conftest import CLONE_DB, REPO, Lab, lab_env
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env
+from psycopg2 import sql
 
 AWX = REPO / "awx"
 _spec = importlib.util.spec_from_file_location("gate0_receipt",
@@ -273,3 +275,111 @@ def test_execution_environment_build_context_offline(tmp_path: Path) -> None:
     containerfile = (tmp_path / "ctx" / "Containerfile").read_text()
     assert "ansible-core==2.19.14" in containerfile
     assert "python3.11" in containerfile
+
+
+# --- the workflow on the lab, handed on as AWX hands it on -------------------------------------------
+
+def _survey_defaults(template: dict[str, Any]) -> dict[str, Any]:
+    """The answers AWX fills in for unanswered questions (a multiselect default becomes a list)."""
+    spec = (template["related"].get("survey_spec") or {}).get("spec", [])
+    return {q["variable"]: q["default"].split("\n") if q["type"] == "multiselect" else q["default"]
+            for q in spec if template["survey_enabled"]}
+
+
+def _node_extra_vars(template: dict[str, Any], node: dict[str, Any], artifacts: dict[str, Any],
+                     workflow_vars: dict[str, Any], report_dir: Path) -> dict[str, Any]:
+    """A node's job's extra vars with AWX's precedence (awx/main/models/workflow.py, get_job_kwargs):
+    workflow variables over the ancestors' artifacts over the node's own variables (accepted only when
+    the template prompts for them: ask_variables_on_launch, or its survey's variables) over the survey's
+    defaults over the template's variables. gate0_report_dir stands for the path exposed to jobs."""
+    survey = _survey_defaults(template)
+    node_vars = {k: v for k, v in node["extra_data"].items()
+                 if template["ask_variables_on_launch"] or k in survey}
+    own = {**(yaml.safe_load(template["extra_vars"]) or {}), "gate0_report_dir": str(report_dir)}
+    return {**own, **survey, **node_vars, **artifacts, **workflow_vars}
+
+
+def _credential(lab: Lab) -> tuple[dict[str, Any], dict[str, str]]:
+    """The `gate0 channels` credential with the lab's secrets, rendered as AWX injects it."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    (ctype,) = _doc("credential_type_gate0.json")["credential_types"]
+    inputs = {"production_password": lab.password("context_pack_readonly"),
+              "clone_password": lab.password("workflow_admin"),
+              "receipt_secret": lab.password("gate0_receipt")}
+    env = ImmutableSandboxedEnvironment()
+    return ({k: env.from_string(v).render(**inputs) for k, v in ctype["injectors"]["extra_vars"].items()},
+            {k: env.from_string(v).render(**inputs) for k, v in ctype["injectors"]["env"].items()})
+
+
+def _run_node(private: Path, template: dict[str, Any], extravars: dict[str, Any], envvars: dict[str, str]
+              ) -> tuple[Any, str, dict[str, Any]]:
+    """One node's job through ansible-runner: its result, its output, its artifacts (set_stats)."""
+    private.mkdir()
+    r = ansible_runner.run(private_data_dir=str(private), project_dir=str(REPO),
+                           playbook=template["playbook"], inventory=str(REPO / "inventories" / "lab"),
+                           quiet=True, timeout=600,
+                           envvars=envvars, extravars=extravars)
+    stats = [e for e in _events(private) if e.get("event") == "playbook_on_stats"]
+    return r, r.stdout.read(), stats[0]["event_data"].get("artifact_data") or {} if stats else {}
+
+
+def _drop(lab: Lab, name: str) -> None:
+    conn = lab.connect("postgres")  # autocommit: DROP DATABASE refuses a transaction block
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+
+
+@pytest.fixture
+def workflow_lab(fresh_lab: Lab) -> Iterator[tuple[Lab, str]]:
+    """The lab, and the workflow's new clone (from the refresh node's variables), absent before and after."""
+    new = _workflow_nodes()["refresh"]["extra_data"]["gate0_clone_database"]
+    _drop(fresh_lab, new)
+    yield fresh_lab, new
+    _drop(fresh_lab, new)
+
+
+def test_the_workflow_hands_each_node_its_facts_on_the_lab(
+        workflow_lab: tuple[Lab, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gate -> refresh -> apply as AWX runs them: the refresh's exit compares the refresh's own entry
+    fingerprint (production changed between the nodes, so the gate node's would not match), and the
+    apply verifies the refresh's receipt and targets the new clone."""
+    lab, new = workflow_lab
+    env = lab_env()
+    monkeypatch.setenv("PATH", env["PATH"])
+    cred_vars, cred_env = _credential(lab)
+    envvars = {"ANSIBLE_CONFIG": env["ANSIBLE_CONFIG"], "GATE0_LAB_PORT": env["GATE0_LAB_PORT"],
+               "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts"), **cred_env}
+    templates = {t["name"]: t for t in _templates()}
+    (wf,) = _doc("workflow_clone_refresh.json")["workflow_job_templates"]
+    workflow_vars = yaml.safe_load(wf["extra_vars"] or "{}") or {}
+    # This run's node variables, as an admin sets them: production loses a row between the gate and
+    # the refresh, and the refresh node's baseline says so.
+    defaults = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())
+    baseline = {**defaults["gate0_production_baseline"]}
+    baseline["dot_tools"] -= 1
+    this_run = {"refresh": {"gate0_production_baseline": baseline}}
+    artifacts: dict[str, Any] = {}
+    outputs: dict[str, str] = {}
+    for name in ("gate", "refresh", "apply"):
+        node = _workflow_nodes()[name]
+        node = {**node, "extra_data": {**node["extra_data"], **this_run.get(name, {})}}
+        template = templates[node["unified_job_template"]["name"]]
+        extravars = {**_node_extra_vars(template, node, artifacts, workflow_vars, tmp_path / "reports"),
+                     **cred_vars}
+        r, outputs[name], own = _run_node(tmp_path / name, template, extravars, envvars)
+        assert r.status == "successful", (name, outputs[name][-4000:])
+        artifacts = {**artifacts, **own}  # the next node's ancestors' artifacts, the newest last
+        if name == "gate":
+            gated = own["gate0_hosts"]["lab"]
+            assert gated["clone"]["database"] == CLONE_DB and gated["receipt"]["tag"]
+            lab.execute(PROD_DB, "DELETE FROM dot_tools WHERE tool_id = (SELECT min(tool_id) FROM dot_tools)")
+    refreshed = artifacts["gate0_hosts"]["lab"]
+    assert refreshed["clone"]["database"] == new and refreshed["passed"] is True
+    own_digest, gate_digest = refreshed["production"]["digest"], gated["production"]["digest"]
+    assert own_digest != gate_digest
+    assert f"gate0 exit PASS: production unchanged: digest {own_digest[:12]} equal" in " ".join(
+        outputs["refresh"].split())
+    apply_out = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", outputs["apply"]).split())
+    assert "gate0 required: 3 clone checks pass now (receipt verified)" in apply_out
+    assert f"gate0 apply on {new} (oid " in apply_out and "0 statement(s), rolled back" in apply_out
