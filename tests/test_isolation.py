@@ -304,7 +304,7 @@ def test_unit_outbound_not_visible_is_never_none() -> None:
 
 # --- prod.fingerprint ----------------------------------------------------------------------------
 
-def test_a_missing_target_fails_the_fingerprint_whatever_the_baseline(lab: Lab, tmp_path: Path) -> None:
+def test_gate_fails_a_missing_target_whatever_the_baseline(lab: Lab, tmp_path: Path) -> None:
     targets = {"ghost": {"relation": "no_such_table"}, "scopes": {"relation": "governance_scopes"}}
     run = run_gate(tmp_path, {"gate0_production_targets": targets, "gate0_production_baseline": {}})
     assert run.rc != 0
@@ -438,7 +438,7 @@ def test_gate_fails_naming_the_new_ids(lab: Lab, tmp_path: Path) -> None:
     assert run.report["decisions"]["clone_objectives"]["decision"] == "NO-GO"
 
 
-def test_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_path: Path) -> None:
+def test_gate_then_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_path: Path) -> None:
     """The gate passes; a GRANT a second later; the consumer's re-check refuses the mutation."""
     run = run_gate(tmp_path)
     assert run.rc == 0, run.output[-3000:]
