@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 from test_consumers import clone_identity
 
@@ -32,6 +33,9 @@ gr = _load("gate0_receipt", "roles/gate0/action_plugins/gate0_receipt.py")
 gd = _load("gate0_decisions", "roles/gate0/filter_plugins/gate0_decisions.py")
 
 APPLY = "playbooks/clone_apply.yml"
+_ROLE_VARS = yaml.safe_load((REPO / "roles/gate0/vars/main.yml").read_text())
+RECHECKED = len(_ROLE_VARS["__gate0_recheck_checks"])  # what a verified receipt re-checks on the clone
+CLONE_CHECKS = len([i for i in _ROLE_VARS["__gate0_check_ids"] if i.startswith("clone.")])  # the whole gate
 SECRET = "s" * 32
 ROLLBACK_ONE = {"gate0_apply_mode": "rollback", "gate0_apply_statements": [
     {"query": "INSERT INTO governance_scan_cursor (cursor_name, watermark, events_seen) VALUES (%s, %s, 0)",
@@ -288,7 +292,7 @@ def test_the_gate_signs_a_receipt_and_reports_the_decisions(lab: Lab, gated: dic
 def test_a_genuine_receipt_lets_the_mutation_proceed(lab: Lab, gated: dict[str, Any], tmp_path: Path) -> None:
     r = apply(tmp_path, gated["record"])
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "gate0 required: 3 clone checks pass now (receipt verified)" in flat(r.stdout)
+    assert f"gate0 required: {RECHECKED} clone checks pass now (receipt verified)" in flat(r.stdout)
     assert "1 statement(s), rolled back" in flat(r.stdout)
 
 
@@ -346,8 +350,8 @@ def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_pa
     assert ok.returncode == 0, ok.stdout[-3000:]
     assert ("gate0 receipt NOT verified: GATE0_RECEIPT_SECRET is set but empty (no receipt key; "
             "gate0_receipt_secret is then not read)") in flat(ok.stdout)
-    assert "gate0 required: 11 clone checks pass now (whole clone gate re-run, receipt not verified)" in \
-        flat(ok.stdout)
+    assert (f"gate0 required: {CLONE_CHECKS} clone checks pass now "
+            "(whole clone gate re-run, receipt not verified)") in flat(ok.stdout)
     assert "1 statement(s), rolled back" in flat(ok.stdout)
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
                                 "WHERE event_type = (SELECT min(event_type) FROM event_type_registry)")
