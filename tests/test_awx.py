@@ -21,6 +21,7 @@ import awxfake
 import pytest
 import yaml
 from awxkit.api.pages.api import EXPORTABLE_RESOURCES, ApiV2
+from awxkit.api.pages.page import PageCache, get_registered_page
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env
 from psycopg2 import sql
 
@@ -121,23 +122,22 @@ def test_every_file_is_in_awx_export_form() -> None:
                 assert kind != "id" or value is None or isinstance(value, dict), (path.name, key)
 
 
-def _prerequisites(fake: awxfake.FakeAwx, *, machine: bool = True) -> None:
+def _prerequisites(fake: awxfake.FakeAwx) -> None:
     """What awx/README.md has an admin create before `awx import`."""
     org = fake.add("organization", name="gate0")["id"]
     fake.add("project", name="gate0", organization=org)
     fake.add("inventory", name="gate0 databases", organization=org)
     fake.add("execution_environment", name="gate0-ee")
     fake.add("credential_type", name="Machine", kind="ssh", managed=True)
-    fake._machine = machine  # type: ignore[attr-defined]
 
 
-def _credentials(fake: awxfake.FakeAwx) -> None:
+def _credentials(fake: awxfake.FakeAwx, *, machine: bool) -> None:
     """After importing the credential type: the two credentials awx/README.md has the admin create."""
     org = next(o["id"] for o in fake.of_type("organization"))
     types = {t["name"]: t["id"] for t in fake.of_type("credential_type")}
     fake.add("credential", name="gate0 channels", organization=org,
              credential_type=types["gate0 PostgreSQL channels"])
-    if fake._machine:  # type: ignore[attr-defined]
+    if machine:
         fake.add("credential", name="gate0 database host", organization=org, credential_type=types["Machine"])
 
 
@@ -148,17 +148,17 @@ def _import(fake: awxfake.FakeAwx, name: str) -> bool:
     return not getattr(api, "_has_error", False)
 
 
-def _import_all(fake: awxfake.FakeAwx) -> list[bool]:
+def _import_all(fake: awxfake.FakeAwx, *, machine: bool = True) -> list[bool]:
+    """awx/README.md's order: the credential type, the admin's credentials, the templates, the workflow."""
     ok = [_import(fake, IMPORT_ORDER[0])]
-    _credentials(fake)
+    _credentials(fake, machine=machine)
     return ok + [_import(fake, name) for name in IMPORT_ORDER[1:]]
 
 
 def _natural_key(fake: awxfake.FakeAwx, obj: dict[str, Any]) -> dict[str, Any]:
-    page = ApiV2(fake, endpoint="/api/v2/").get()  # awxkit computes natural keys from pages
-    from awxkit.api.pages.page import PageCache, get_registered_page
+    """The object's natural key as awxkit computes it (its page class, a cache over the stand-in)."""
     cls = get_registered_page(obj["url"])
-    return cls(fake, endpoint=obj["url"], json=obj).get_natural_key(PageCache(page.connection))
+    return cls(fake, endpoint=obj["url"], json=obj).get_natural_key(PageCache(fake))
 
 
 def test_awx_import_creates_every_object_and_resolves_every_reference() -> None:
@@ -193,8 +193,8 @@ def test_awx_import_creates_every_object_and_resolves_every_reference() -> None:
 def test_awx_import_reports_a_missing_prerequisite() -> None:
     """The harness can fail: without the machine credential, awxkit logs an unresolved reference."""
     fake = awxfake.FakeAwx()
-    _prerequisites(fake, machine=False)
-    assert _import_all(fake)[1:] == [False, False]
+    _prerequisites(fake)
+    assert _import_all(fake, machine=False)[1:] == [False, False]
 
 
 def test_every_template_has_a_machine_credential_and_reads_only_its_survey_or_node() -> None:
