@@ -60,7 +60,8 @@ def test_gate0_through_ansible_runner_publishes_gate0_without_passwords(
     ids = {c["id"] for c in data["gate0"]["checks"]}
     assert ids >= {"prod.allowlist", "clone.foreign_sessions", "disk.headroom"}
     assert data["gate0_hosts"]["lab"]["run_id"] == data["gate0"]["run_id"]
-    secrets = [lab.password(role) for role in ("context_pack_readonly", "workflow_admin", "directus")]
+    secrets = [lab.password(name)
+               for name in ("context_pack_readonly", "workflow_admin", "directus", "gate0_receipt")]
     files = [p for p in private.rglob("*") if p.is_file()] + list((tmp_path / "reports").iterdir())
     assert len(files) > 10
     for path in files:
