@@ -453,3 +453,21 @@ def test_gate_then_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_
     assert proc.returncode != 0, out[-3000:]
     assert "clone.production_unreachable" in out, out[-3000:]
     assert fresh_lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor") == before
+
+
+def test_a_function_in_an_untrusted_language_fails(lab: Lab) -> None:
+    """An untrusted procedural language (plpython3u, plperlu ...) can open sockets: a function in one
+    that the clone login can execute is an outbound link. The language is made here from plpgsql's
+    handler (CREATE LANGUAGE without TRUSTED); the function is never called."""
+    do = [(CLONE_DB, "CREATE FUNCTION gate0_t_handler() RETURNS language_handler "
+                     "AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE c"),
+          (CLONE_DB, "CREATE LANGUAGE gate0_t_untrusted HANDLER gate0_t_handler"),
+          (CLONE_DB, "CREATE FUNCTION gate0_t_fetch() RETURNS int LANGUAGE gate0_t_untrusted AS $$ x $$")]
+    undo = [(CLONE_DB, "DROP LANGUAGE IF EXISTS gate0_t_untrusted CASCADE"),
+            (CLONE_DB, "DROP FUNCTION IF EXISTS gate0_t_handler()")]
+    with changed(lab, do, undo):
+        records = judge(lab)
+        allowed = judge(lab, allow=["gate0_t_untrusted"])
+    assert_fail(records, "clone.outbound_links", "gate0_t_untrusted: EXECUTE on 1 function(s) in an untrusted "
+                                                 "language (may open sockets): gate0_t_fetch()")
+    assert allowed["clone.outbound_links"]["status"] == "pass"
