@@ -468,6 +468,7 @@ def test_a_function_in_an_untrusted_language_fails(lab: Lab) -> None:
     with changed(lab, do, undo):
         records = judge(lab)
         allowed = judge(lab, allow=["gate0_t_untrusted"])
-    assert_fail(records, "clone.outbound_links", "gate0_t_untrusted: EXECUTE on 1 function(s) in an untrusted "
-                                                 "language (may open sockets): gate0_t_fetch()")
+    assert_fail(records, "clone.outbound_links",
+                "gate0_t_untrusted: EXECUTE on 1 function(s) in an untrusted language (may open sockets): "
+                "gate0_t_fetch()")
     assert allowed["clone.outbound_links"]["status"] == "pass"
