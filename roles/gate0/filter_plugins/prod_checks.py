@@ -181,6 +181,32 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
     )
 
 
+def check_fingerprint(result: dict[str, Any], targets: dict[str, Any] | None) -> dict[str, Any]:
+    """Every target counted (and hashed where asked) in the one snapshot, and a digest: else FAIL,
+    whatever the baseline says (an empty baseline never turns a missing fingerprint into a pass)."""
+    cid = "prod.fingerprint"
+    counts, hashes = result.get("counts") or {}, result.get("hashes") or {}
+    wanted = dict(targets) if targets is not None else {n: {"hash": n in hashes} for n in counts}
+    expected = {"targets": sorted(wanted), "hashed": sorted(n for n, t in wanted.items()
+                                                            if isinstance(t, dict) and t.get("hash")),
+                "digest": "present"}
+    observed = {"counted": sorted(counts), "hashed": sorted(hashes), "digest": result.get("digest")}
+    if result.get("failed_stage") or result.get("failed"):
+        return _record(cid, False, observed, expected, f"no complete fingerprint: {_reason(result)}")
+    if not wanted:
+        return _record(cid, False, observed, expected,
+                       "no production targets configured (gate0_production_targets)")
+    problems = [f"target {n}: not counted" for n in wanted if n not in counts]
+    problems += [f"target {n}: not hashed" for n in expected["hashed"] if n not in hashes]
+    if not result.get("digest"):
+        problems.append("no digest")
+    if problems:
+        return _record(cid, False, observed, expected, "incomplete fingerprint: " + _join(problems))
+    return _record(cid, True, observed, expected,
+                   f"{len(counts)} targets counted, {len(hashes)} hashed in one snapshot; "
+                   f"digest {str(result['digest'])[:12]}")
+
+
 def check_baseline(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     cid = "prod.baseline"
     if not baseline:
@@ -244,15 +270,17 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def gate0_prod_checks(
-    result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any]
+    result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any],
+    targets: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The six prod.* records from one pg_fingerprint result (failed or not) and the vars."""
+    """The prod.* records from one pg_fingerprint result (failed or not) and the vars."""
     result = result or {}
     return [
         check_allowlist(result, allowed, login_db, clone_db),
         check_session(result),
         check_role(result),
         check_clone(result, clone_db),
+        check_fingerprint(result, targets),
         check_baseline(result, baseline or {}),
         check_idle(result),
     ]
