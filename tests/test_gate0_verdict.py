@@ -124,7 +124,8 @@ def test_play_stats_single_and_several_hosts() -> None:
 
 
 def test_require_problems() -> None:
-    good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"}}
+    good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"},
+            "production": {"digest": "d" * 64}}
     assert gv.gate0_require_problems(good, "c_1") == []
     assert "no gate0 record" in gv.gate0_require_problems(None, "c_1")[0]
     assert "did not pass" in gv.gate0_require_problems({**good, "passed": False}, "c_1")[0]

@@ -25,6 +25,7 @@ PROD_IDS = [
     "prod.read_only_session",
     "prod.role_cannot_write",
     "prod.clone_unreachable",
+    "prod.fingerprint",
     "prod.baseline",
     "prod.idle_in_transaction",
 ]
@@ -504,7 +505,7 @@ def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
 def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
-    assert only_failed(checks) == ["prod.baseline"]
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint"]
     assert (
         "fingerprinting target 'inventory' (governance_object_inventory)"
         in checks["prod.baseline"]["message"]
@@ -520,7 +521,7 @@ def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path
         took = time.monotonic() - start
         pid = holder.get_backend_pid()
     # The lock holder sits idle in its transaction: that check names it too.
-    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction"]
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.idle_in_transaction"]
     assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
     assert checks["prod.baseline"]["message"] == (
         "counts not taken: pg_fingerprint: fingerprinting target 'dot_tools' (dot_tools): "
