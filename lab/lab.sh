@@ -115,8 +115,9 @@ start() {
     if running; then return 0; fi
     # A crash leaves postmaster.pid behind; pg_ctl status said no server runs on it.
     rm -f "$LAB/data/postmaster.pid"
-    # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options.
-    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$(real_lab)/data/gate0_port.conf'"
+    # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options;
+    # prepared transactions and logical slots are allowed, so that tests can make both on the lab.
+    "${AS[@]}" sh -c "printf 'port = %s\nmax_prepared_transactions = 4\nwal_level = logical\n' '$PORT' > '$(real_lab)/data/gate0_port.conf'"
     grep -q "include_if_exists = 'gate0_port.conf'" "$LAB/data/postgresql.conf" ||
         echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$(real_lab)/data/postgresql.conf" >/dev/null
     if ! pgctl -l "$(real_lab)/postgres.log" -w -t 30 start >/dev/null; then

@@ -377,17 +377,26 @@ def idle_sessions(cur: Any, proven: bool) -> dict[str, Any]:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IS NULL"
     )
+    unknown = int(cur.fetchone()[0])
+    # A prepared transaction holds its writes like an idle one, with no session at all.
+    cur.execute(
+        "SELECT gid, owner::text, to_char(prepared AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+        "FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() ORDER BY prepared"
+    )
+    prepared = [dict(zip(("gid", "owner", "prepared"), r, strict=True)) for r in cur.fetchall()]
     return {
         "sessions": [s for s, tolerated in rows if not tolerated],
         "tolerated": [s for s, tolerated in rows if tolerated],
-        "unknown": int(cur.fetchone()[0]),
+        "unknown": unknown,
+        "prepared": prepared,
     }
 
 
 def rule_count(name: str, rule: str, result: dict[str, Any]) -> int:
     """A rule target's number, from this transaction's own observation by that rule."""
     if rule == "idle_in_transaction" and "idle_in_transaction" in result:
-        return len(result["idle_in_transaction"]["sessions"])
+        idle = result["idle_in_transaction"]
+        return len(idle["sessions"]) + len(idle.get("prepared") or [])
     raise GateError(f"counting target {name!r}: rule {rule!r} was not observed in this transaction")
 
 

@@ -236,7 +236,13 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
         return _record(cid, False, None, expected, f"sessions not inspected: {_reason(result)}")
     sessions = idle.get("sessions") or []
     tolerated = idle.get("tolerated") or []
-    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0), "tolerated": tolerated}
+    prepared = idle.get("prepared") or []
+    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0), "tolerated": tolerated,
+                "prepared": prepared}
+    if prepared:
+        listed = [f"{p.get('gid')!r} by {p.get('owner')} since {p.get('prepared')}" for p in prepared]
+        return _record(cid, False, observed, expected,
+                       f"{len(prepared)} prepared transaction(s) on production hold writes: " + _join(listed))
     if sessions:
         listed = [
             f"pid {s['pid']} ({s.get('user')}, {s.get('application_name') or '-'}, idle {s.get('idle_s')} s)"
