@@ -52,11 +52,20 @@ cat > package.json <<JSON
 JSON
 start=$(date +%s)
 echo "directus setup: npm install directus@$VERSION into $DIR (about 470 MB, once)" >&2
-# Bounded: a registry that stops answering ends the install instead of hanging it.
-if ! timeout 1800 npm install --no-audit --no-fund --loglevel=error >"$DIR/npm-install.log" 2>&1; then
+# Two bounded steps: the download (a registry that stops answering ends it instead of hanging it),
+# then the packages' install scripts (isolated-vm compiles for minutes on a small machine; npm
+# install would roll everything back if one timeout covered both).
+if ! timeout 1200 npm install --no-audit --no-fund --loglevel=error --ignore-scripts \
+        >"$DIR/npm-install.log" 2>&1; then
     tail -n 20 "$DIR/npm-install.log" >&2
     die "npm install directus@$VERSION failed (log: $DIR/npm-install.log)"
 fi
+fetched=$(date +%s)
+if ! timeout 3600 npm rebuild --loglevel=error >"$DIR/npm-rebuild.log" 2>&1; then
+    tail -n 20 "$DIR/npm-rebuild.log" >&2
+    die "building Directus' native modules failed (log: $DIR/npm-rebuild.log)"
+fi
 touch "$DIR/.installed"
-echo "directus setup: installed in $(( $(date +%s) - start )) s ($(du -sh "$DIR" | cut -f1))" >&2
+echo "directus setup: installed in $(( $(date +%s) - start )) s (download $(( fetched - start )) s," \
+     "native builds $(( $(date +%s) - fetched )) s; $(du -sh "$DIR" | cut -f1))" >&2
 echo "$DIR"
