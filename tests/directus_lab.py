@@ -55,7 +55,7 @@ def app_env(lab: Lab, database: str, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "warn",
         "CACHE_ENABLED": "false",
         "RATE_LIMITER_ENABLED": "false",
-        "ADMIN_EMAIL": "admin@example.invalid",
+        "ADMIN_EMAIL": "admin@example.com",
         "ADMIN_PASSWORD": secrets.token_hex(12),
     }
     env.update(extra)
@@ -109,7 +109,11 @@ class App:
                                                       "start"),
                                          cwd=self.cwd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def ping(self) -> bool:
@@ -151,7 +155,7 @@ class App:
 def bootstrap(lab: Lab, home: Path, database: str = PROD) -> float:
     """A fresh database owned by the app role, bootstrapped by a real Directus; seconds taken."""
     drop(lab, database)
-    lab.execute("postgres", f'CREATE DATABASE "{database}" OWNER {APP_ROLE}')
+    admin(lab, f'CREATE DATABASE "{database}" OWNER {APP_ROLE}')
     # Production's access: the app (owner), the read-only role; PUBLIC (the clone admin) none.
     lab.execute("postgres", f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
     lab.execute("postgres", f'GRANT CONNECT ON DATABASE "{database}" TO context_pack_readonly')
@@ -174,7 +178,7 @@ def make_clone(lab: Lab, clone: str, source: str = PROD) -> None:
     """CREATE DATABASE ... TEMPLATE production, then what must be revoked: the app's and PUBLIC's
     CONNECT, the objects moved to the clone admin; the read-only role loses its grants there."""
     drop(lab, clone)
-    lab.execute("postgres", f'CREATE DATABASE "{clone}" TEMPLATE "{source}" OWNER workflow_admin')
+    admin(lab, f'CREATE DATABASE "{clone}" TEMPLATE "{source}" OWNER workflow_admin')
     lab.execute("postgres",
                 f'REVOKE ALL ON DATABASE "{clone}" FROM PUBLIC, {APP_ROLE}, context_pack_readonly')
     with lab.connect(clone) as conn, conn.cursor() as cur:
@@ -200,8 +204,19 @@ FOR r IN SELECT c.oid::regclass AS rel,
 LOOP EXECUTE format('ALTER %s %s OWNER TO workflow_admin', r.kind, r.rel); END LOOP; END$$"""
 
 
+def admin(lab: Lab, statement: str, database: str = "postgres") -> None:
+    """One statement as the lab's superuser outside any transaction block (CREATE/DROP DATABASE):
+    psycopg2's `with connection` would open one even in autocommit."""
+    conn = lab.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def drop(lab: Lab, database: str) -> None:
-    lab.execute("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    admin(lab, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 FLOW_ID = "9c0ffee0-0000-4000-8000-00000000f10a"

@@ -193,13 +193,10 @@ CREATE TABLE directus_operations (
     user_created uuid
 );
 
-ALTER TABLE directus_flows
-    ADD FOREIGN KEY (operation) REFERENCES directus_operations (id) ON DELETE SET NULL;
-
 CREATE TABLE directus_webhooks (
     id                            serial PRIMARY KEY,
     name                          varchar(255) NOT NULL,
-    method                        varchar(10) DEFAULT 'POST',
+    method                        varchar(10) NOT NULL DEFAULT 'POST',
     url                           varchar(255) NOT NULL,
     status                        varchar(10) NOT NULL DEFAULT 'active',
     data                          boolean NOT NULL DEFAULT true,
