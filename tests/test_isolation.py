@@ -282,7 +282,7 @@ def test_subscription_fails_even_disabled(lab: Lab) -> None:
 
 def test_logical_slot_fails(lab: Lab) -> None:
     if lab.scalar("postgres", "SHOW wal_level") != "logical":
-        pytest.skip("logical slots need wal_level = logical (the lab runs replica)")
+        pytest.skip("logical slots need wal_level = logical")
     slot = "SELECT pg_create_logical_replication_slot('gate0_t_slot', 'test_decoding')"
     with changed(lab, [(CLONE_DB, slot)],
                  [(CLONE_DB, "SELECT pg_drop_replication_slot('gate0_t_slot')")]):
@@ -453,3 +453,40 @@ def test_gate_then_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_
     assert proc.returncode != 0, out[-3000:]
     assert "clone.production_unreachable" in out, out[-3000:]
     assert fresh_lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor") == before
+
+
+def test_a_function_in_an_untrusted_language_fails(lab: Lab) -> None:
+    """An untrusted procedural language (plpython3u, plperlu ...) can open sockets: a function in one
+    that the clone login can execute is an outbound link. The language is made here from plpgsql's
+    handler (CREATE LANGUAGE without TRUSTED); the function is never called."""
+    do = [(CLONE_DB, "CREATE FUNCTION gate0_t_handler() RETURNS language_handler "
+                     "AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE c"),
+          (CLONE_DB, "CREATE LANGUAGE gate0_t_untrusted HANDLER gate0_t_handler"),
+          (CLONE_DB, "CREATE FUNCTION gate0_t_fetch() RETURNS int LANGUAGE gate0_t_untrusted AS $$ x $$")]
+    undo = [(CLONE_DB, "DROP LANGUAGE IF EXISTS gate0_t_untrusted CASCADE"),
+            (CLONE_DB, "DROP FUNCTION IF EXISTS gate0_t_handler()")]
+    with changed(lab, do, undo):
+        records = judge(lab)
+        allowed = judge(lab, allow=["gate0_t_untrusted"])
+    assert_fail(records, "clone.outbound_links",
+                "gate0_t_untrusted: EXECUTE on 1 function(s) in an untrusted language (may open sockets): "
+                "gate0_t_fetch()")
+    assert allowed["clone.outbound_links"]["status"] == "pass"
+
+
+def test_gate_fails_on_a_prepared_transaction_on_production(lab: Lab, tmp_path: Path) -> None:
+    """A prepared transaction holds its writes with no session at all; it may commit after the entry
+    fingerprint, like an idle transaction."""
+    if int(lab.scalar("postgres", "SHOW max_prepared_transactions")) == 0:
+        pytest.skip("max_prepared_transactions = 0 on this server")
+    lab.execute(PROD_DB, "BEGIN; UPDATE dot_tools SET tool_id = tool_id WHERE tool_id = 1; "
+                         "PREPARE TRANSACTION 'gate0_t_prepared'")
+    try:
+        run = run_gate(tmp_path)
+    finally:
+        conn = lab.connect(PROD_DB)  # autocommit, outside any block: ROLLBACK PREPARED refuses one
+        conn.cursor().execute("ROLLBACK PREPARED 'gate0_t_prepared'")
+        conn.close()
+    assert run.rc != 0
+    assert "1 prepared transaction(s) on production hold writes: 'gate0_t_prepared' by postgres" in \
+        run.failures.get("prod.idle_in_transaction", ""), run.failures
