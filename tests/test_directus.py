@@ -75,8 +75,8 @@ def test_lab_directus_tables_are_directus_11s(lab: Lab, directus: Path) -> None:
                "is_nullable::text, column_default::text FROM information_schema.columns "
                "WHERE table_schema = 'public' AND table_name IN %s ORDER BY 1, 2")
     keys = ("SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid::regclass::text IN %s AND pg_get_constraintdef(oid) NOT LIKE '%%directus_users%%' "
-            "ORDER BY 1, 2")
+            "WHERE conrelid::regclass::text IN %s "
+            "AND pg_get_constraintdef(oid) NOT LIKE '%%directus_users%%' ORDER BY 1, 2")
 
     def norm(rows: list[tuple]) -> list[tuple]:
         # A serial default names its sequence (the same name in both); nothing else is normalised.
