@@ -217,7 +217,9 @@ def observe_registry(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
         raise gate0_pg.GateError("the profile's dispatch.registry_active is empty")
     shown = _listed_columns(
         {"key": dispatch.get("registry_key"), "details": dispatch.get("registry_details")}, "key")
-    need_columns(cur, registry, [*scope, *active, *shown], "dispatch.registry_*")
+    for key, cols in (("registry_scope", list(scope)), ("registry_active", list(active)),
+                      ("registry_key/registry_details", shown)):
+        need_columns(cur, registry, cols, f"dispatch.{key}")
     # A row counts as active unless the condition is definitely false (NULL is active: fail closed).
     cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE ({a}) IS NOT FALSE) FROM {r} AS t WHERE {s}")
                 .format(a=where_equal(active, "t"), r=rel(registry), s=where_equal(scope, "t")))
@@ -242,7 +244,8 @@ def observe_outbound(cur: Any, name: str, spec: dict[str, Any]) -> dict[str, Any
     if not cond:
         raise gate0_pg.GateError(f"the profile's {key}.active is empty")
     shown = _listed_columns(spec, "label")
-    need_columns(cur, relation, [*cond, *shown], key)
+    need_columns(cur, relation, list(cond), f"{key}.active")
+    need_columns(cur, relation, shown, f"{key}.label/details")
     is_active = sql.SQL("({}) IS NOT FALSE").format(where_equal(cond, "t"))
     parent_label = sql.SQL("NULL::text")
     parent = spec.get("parent") or None

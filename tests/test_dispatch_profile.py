@@ -204,8 +204,14 @@ def test_lab_missing_outbound_table_is_one_line_naming_table_and_key(lab: Lab) -
     prof["dispatch"]["outbound"]["directus_flows"]["label"] = "title"
     rec = cc.check_dispatch(observe(lab, prof), settings(prof))
     assert rec["message"] == ("reading the dispatch registry and outbound tables: column 'title' "
-                              "(the profile's dispatch.outbound.directus_flows) does not exist in "
-                              "'directus_flows'")
+                              "(the profile's dispatch.outbound.directus_flows.label/details) does not "
+                              "exist in 'directus_flows'")
+    prof = copy.deepcopy(SEED_PROFILE)
+    prof["dispatch"]["registry_scope"] = {"realm": "governance"}
+    rec = cc.check_dispatch(observe(lab, prof), settings(prof))
+    assert rec["message"] == ("reading the dispatch registry and outbound tables: column 'realm' "
+                              "(the profile's dispatch.registry_scope) does not exist in "
+                              "'event_type_registry'")
 
 
 def test_lab_sections_left_out_are_not_observed_and_skipped(lab: Lab) -> None:
