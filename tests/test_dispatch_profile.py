@@ -5,6 +5,7 @@ tables follow Directus 11's real schema (lab/sql/schema.sql)."""
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0" / "filter_plugins"))
 
 import clone_checks as cc
-from conftest import CLONE_DB, PROD_DB, REPO, Lab
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
 
 from module_utils import gate0_clone
 
@@ -226,3 +227,20 @@ def test_lab_sections_left_out_are_not_observed_and_skipped(lab: Lab) -> None:
     for cid, section in OPTIONAL.items():
         assert (records[cid]["status"], records[cid]["message"]) == (
             "skipped", f"the profile has no {section}")
+
+
+# --- the role, end to end on the lab ---------------------------------------------------------------
+
+def test_role_passes_with_sections_left_out_reported_skipped(lab: Lab, tmp_path: Path) -> None:
+    """The argument spec accepts a profile without the optional sections; the run PASSes with each
+    of their checks 'skipped' and its reason (the other checks observed as usual)."""
+    prof = {k: v for k, v in DEFAULTS["gate0_clone_profile"].items() if k not in OPTIONAL.values()}
+    report_dir = tmp_path / "reports"
+    proc = run_playbook("playbooks/gate0.yml", "-e", json.dumps({"gate0_clone_profile": prof}),
+                        "-e", f"gate0_report_dir={report_dir}")
+    report = json.loads(next(report_dir.glob("gate0-*.json")).read_text())
+    checks = {c["id"]: c for c in report["checks"]}
+    assert proc.returncode == 0, [c["message"] for c in checks.values() if c["status"] == "fail"]
+    assert report["verdict"] == "PASS"
+    assert {cid: (c["status"], c["message"]) for cid, c in checks.items() if c["status"] != "pass"} == {
+        cid: ("skipped", f"the profile has no {section}") for cid, section in OPTIONAL.items()}
