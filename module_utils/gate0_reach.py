@@ -42,6 +42,12 @@ REACH_ROLES: dict[str, tuple[int, str]] = {
     "pg_signal_backend": (90600, "cancels or terminates production sessions"),
     "pg_create_subscription": (160000, "creates subscriptions that connect outward"),
 }
+# Extensions whose functions send requests outward by themselves (HTTP, cloud services); any of
+# their functions the clone login can execute is an outbound link (dblink: gate0_readonly's list).
+OUTBOUND_EXTENSIONS: tuple[str, ...] = ("http", "pg_net", "aws_s3", "aws_lambda", "pg_curl")
+# Procedural languages in which a function can open sockets (untrusted: lanpltrusted false), other
+# than C and internal (C functions are judged by their extension above).
+NATIVE_LANGUAGES: tuple[str, ...] = ("c", "internal")
 # libpq/server messages of a connection refused by authorization (the server answered and said no).
 # Anything else (connection refused, timeout, unknown host, a missing socket) is not a refusal.
 AUTH_REFUSALS: tuple[tuple[str, str], ...] = (
@@ -168,6 +174,27 @@ def outbound_links(cur: Any) -> dict[str, Any]:
     for ext, functions in by_extension.items():
         shown = ", ".join(functions[:3]) + (f" and {len(functions) - 3} more" if len(functions) > 3 else "")
         add(ext, f"{ext}: EXECUTE on {len(functions)} function(s) that open connections: {shown}")
+    for ext, n, shown in _rows(cur, (
+            "SELECT e.extname::text, count(DISTINCT f.oid), "
+            "string_agg(DISTINCT f.oid::regprocedure::text, ', ') "
+            "FROM pg_extension AS e JOIN pg_depend AS d ON d.refobjid = e.oid "
+            "AND d.refclassid = 'pg_extension'::regclass AND d.classid = 'pg_proc'::regclass "
+            "AND d.deptype = 'e' "
+            "JOIN pg_proc AS f ON f.oid = d.objid CROSS JOIN pg_roles AS r "
+            "WHERE e.extname = ANY(%(exts)s::text[]) AND r.oid = ANY(%(roles)s::oid[]) "
+            "AND has_function_privilege(r.oid, f.oid, 'EXECUTE') GROUP BY 1 ORDER BY 1"),
+            {**p, "exts": list(OUTBOUND_EXTENSIONS)}):
+        add(ext, f"{ext}: EXECUTE on {n} function(s) that send requests outward: {shown[:200]}")
+    for lang, n, shown in _rows(cur, (
+            "SELECT l.lanname::text, count(DISTINCT f.oid), "
+            "string_agg(DISTINCT f.oid::regprocedure::text, ', ') "
+            "FROM pg_proc AS f JOIN pg_language AS l ON l.oid = f.prolang CROSS JOIN pg_roles AS r "
+            "WHERE NOT l.lanpltrusted AND l.lanname <> ALL(%(native)s::text[]) "
+            "AND r.oid = ANY(%(roles)s::oid[]) "
+            "AND has_function_privilege(r.oid, f.oid, 'EXECUTE') GROUP BY 1 ORDER BY 1"),
+            {**p, "native": list(NATIVE_LANGUAGES)}):
+        add(lang, f"{lang}: EXECUTE on {n} function(s) in an untrusted language (may open sockets): "
+                  f"{shown[:200]}")
     subs = _visible(cur, "subscriptions", (
         "SELECT s.subname::text, s.subenabled FROM pg_subscription AS s "
         "JOIN pg_database AS d ON d.oid = s.subdbid WHERE d.datname = current_database() ORDER BY 1"))

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
 from gaterun import run_gate
@@ -98,8 +99,18 @@ def changed(lab: Lab, do: list[tuple[str, str]], undo: list[tuple[str, str]]) ->
 
 
 def has_extension(lab: Lab, name: str) -> bool:
-    return bool(lab.scalar("postgres", "SELECT count(*) FROM pg_available_extensions WHERE name = %s",
-                           (name,)))
+    """The extension can be created here (its library loads: some builds ship one that does not)."""
+    conn = lab.connect(CLONE_DB)
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE EXTENSION IF NOT EXISTS {name}")
+        return True
+    except psycopg2.Error:
+        return False
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def version(lab: Lab) -> int:
@@ -222,7 +233,7 @@ FDW_SERVER = (f"CREATE SERVER gate0_t_prod FOREIGN DATA WRAPPER postgres_fdw "
 @pytest.fixture
 def postgres_fdw(lab: Lab) -> Iterator[None]:
     if not has_extension(lab, "postgres_fdw"):
-        pytest.skip("postgres_fdw is not available on this server")
+        pytest.skip("postgres_fdw cannot be created on this server")
     with changed(lab, [(CLONE_DB, "CREATE EXTENSION IF NOT EXISTS postgres_fdw"),
                        (CLONE_DB, FDW_SERVER.format(port=lab.port))],
                  [(CLONE_DB, "DROP EXTENSION IF EXISTS postgres_fdw CASCADE")]):
@@ -260,7 +271,7 @@ def test_usage_on_a_server_or_wrapper_fails(lab: Lab, postgres_fdw: None) -> Non
 
 def test_dblink_functions_and_dblink_fdw_fail(lab: Lab) -> None:
     if not has_extension(lab, "dblink"):
-        pytest.skip("dblink is not available on this server")
+        pytest.skip("dblink cannot be created on this server")
     with changed(lab, [(CLONE_DB, "CREATE EXTENSION IF NOT EXISTS dblink"),
                        (CLONE_DB, f"CREATE SERVER gate0_t_link FOREIGN DATA WRAPPER dblink_fdw "
                                   f"OPTIONS (host '127.0.0.1', port '{lab.port}', dbname '{PROD_DB}')"),
@@ -282,7 +293,7 @@ def test_subscription_fails_even_disabled(lab: Lab) -> None:
 
 def test_logical_slot_fails(lab: Lab) -> None:
     if lab.scalar("postgres", "SHOW wal_level") != "logical":
-        pytest.skip("logical slots need wal_level = logical (the lab runs replica)")
+        pytest.skip("logical slots need wal_level = logical")
     slot = "SELECT pg_create_logical_replication_slot('gate0_t_slot', 'test_decoding')"
     with changed(lab, [(CLONE_DB, slot)],
                  [(CLONE_DB, "SELECT pg_drop_replication_slot('gate0_t_slot')")]):
@@ -304,7 +315,7 @@ def test_unit_outbound_not_visible_is_never_none() -> None:
 
 # --- prod.fingerprint ----------------------------------------------------------------------------
 
-def test_a_missing_target_fails_the_fingerprint_whatever_the_baseline(lab: Lab, tmp_path: Path) -> None:
+def test_gate_fails_a_missing_target_whatever_the_baseline(lab: Lab, tmp_path: Path) -> None:
     targets = {"ghost": {"relation": "no_such_table"}, "scopes": {"relation": "governance_scopes"}}
     run = run_gate(tmp_path, {"gate0_production_targets": targets, "gate0_production_baseline": {}})
     assert run.rc != 0
@@ -341,8 +352,12 @@ def test_unit_prod_judges_with_args_fail_without_evidence() -> None:
 
 
 def test_unit_every_clone_judge_fails_without_its_evidence() -> None:
+    # Every optional section named (empty): one the profile leaves out is 'skipped' by design
+    # (tests/test_dispatch_profile.py); named but not observed must fail.
+    profile = {s: {} for s in ("outbox", "lease", "seed", "coverage", "candidates")}
     settings = {"database": CLONE_DB, "prefix": "directus_gov_test_", "production_database": PROD_DB,
-                "allowed_databases": [PROD_DB], "app_role": "directus", "profile": {}, "rollback_plan": {}}
+                "allowed_databases": [PROD_DB], "app_role": "directus", "profile": profile,
+                "rollback_plan": {}}
     bare = {"identity": {"database": CLONE_DB}, "errors": {}}
     for check in cc.CHECKS:
         if check in (cc.check_name_pattern, cc.check_not_production):
@@ -438,7 +453,7 @@ def test_gate_fails_naming_the_new_ids(lab: Lab, tmp_path: Path) -> None:
     assert run.report["decisions"]["clone_objectives"]["decision"] == "NO-GO"
 
 
-def test_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_path: Path) -> None:
+def test_gate_then_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_path: Path) -> None:
     """The gate passes; a GRANT a second later; the consumer's re-check refuses the mutation."""
     run = run_gate(tmp_path)
     assert run.rc == 0, run.output[-3000:]
@@ -453,3 +468,40 @@ def test_require_rechecks_reach_before_a_mutation(fresh_lab: Lab, tmp_path: Path
     assert proc.returncode != 0, out[-3000:]
     assert "clone.production_unreachable" in out, out[-3000:]
     assert fresh_lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor") == before
+
+
+def test_a_function_in_an_untrusted_language_fails(lab: Lab) -> None:
+    """An untrusted procedural language (plpython3u, plperlu ...) can open sockets: a function in one
+    that the clone login can execute is an outbound link. The language is made here from plpgsql's
+    handler (CREATE LANGUAGE without TRUSTED); the function is never called."""
+    do = [(CLONE_DB, "CREATE FUNCTION gate0_t_handler() RETURNS language_handler "
+                     "AS '$libdir/plpgsql', 'plpgsql_call_handler' LANGUAGE c"),
+          (CLONE_DB, "CREATE LANGUAGE gate0_t_untrusted HANDLER gate0_t_handler"),
+          (CLONE_DB, "CREATE FUNCTION gate0_t_fetch() RETURNS int LANGUAGE gate0_t_untrusted AS $$ x $$")]
+    undo = [(CLONE_DB, "DROP LANGUAGE IF EXISTS gate0_t_untrusted CASCADE"),
+            (CLONE_DB, "DROP FUNCTION IF EXISTS gate0_t_handler()")]
+    with changed(lab, do, undo):
+        records = judge(lab)
+        allowed = judge(lab, allow=["gate0_t_untrusted"])
+    assert_fail(records, "clone.outbound_links",
+                "gate0_t_untrusted: EXECUTE on 1 function(s) in an untrusted language (may open sockets): "
+                "gate0_t_fetch()")
+    assert allowed["clone.outbound_links"]["status"] == "pass"
+
+
+def test_gate_fails_on_a_prepared_transaction_on_production(lab: Lab, tmp_path: Path) -> None:
+    """A prepared transaction holds its writes with no session at all; it may commit after the entry
+    fingerprint, like an idle transaction."""
+    if int(lab.scalar("postgres", "SHOW max_prepared_transactions")) == 0:
+        pytest.skip("max_prepared_transactions = 0 on this server")
+    lab.execute(PROD_DB, "BEGIN; UPDATE dot_tools SET tool_id = tool_id WHERE tool_id = 1; "
+                         "PREPARE TRANSACTION 'gate0_t_prepared'")
+    try:
+        run = run_gate(tmp_path)
+    finally:
+        conn = lab.connect(PROD_DB)  # autocommit, outside any block: ROLLBACK PREPARED refuses one
+        conn.cursor().execute("ROLLBACK PREPARED 'gate0_t_prepared'")
+        conn.close()
+    assert run.rc != 0
+    assert "1 prepared transaction(s) on production hold writes: 'gate0_t_prepared' by postgres" in \
+        run.failures.get("prod.idle_in_transaction", ""), run.failures

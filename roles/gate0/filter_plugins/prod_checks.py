@@ -228,13 +228,21 @@ def check_baseline(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str
 
 
 def check_idle(result: dict[str, Any]) -> dict[str, Any]:
+    """Which sessions count is the module's one rule (gate0_fingerprint.IDLE_IN_TRANSACTION_TOLERATED)."""
     cid = "prod.idle_in_transaction"
     idle = result.get("idle_in_transaction")
     expected = {"sessions": 0, "unknown": 0}
     if idle is None:
         return _record(cid, False, None, expected, f"sessions not inspected: {_reason(result)}")
     sessions = idle.get("sessions") or []
-    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0)}
+    tolerated = idle.get("tolerated") or []
+    prepared = idle.get("prepared") or []
+    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0), "tolerated": tolerated,
+                "prepared": prepared}
+    if prepared:
+        listed = [f"{p.get('gid')!r} by {p.get('owner')} since {p.get('prepared')}" for p in prepared]
+        return _record(cid, False, observed, expected,
+                       f"{len(prepared)} prepared transaction(s) on production hold writes: " + _join(listed))
     if sessions:
         listed = [
             f"pid {s['pid']} ({s.get('user')}, {s.get('application_name') or '-'}, idle {s.get('idle_s')} s)"
@@ -255,7 +263,16 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
             expected,
             f"cannot see the state of {idle['unknown']} session(s): the role needs pg_read_all_stats",
         )
-    return _record(cid, True, observed, expected, "no idle-in-transaction session besides ours")
+    also = ""
+    if tolerated:
+        role = (result.get("read_only_proof") or {}).get("role")
+        also = (
+            f"; {len(tolerated)} tolerated: the role {role}, proven unable to write in this run, "
+            "with no transaction id (" + _join([f"pid {s['pid']}" for s in tolerated]) + ")"
+        )
+    return _record(
+        cid, True, observed, expected, f"no idle-in-transaction session that could hold or make writes{also}"
+    )
 
 
 def gate0_prod_checks(
