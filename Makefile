@@ -89,7 +89,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint -q
 
-# PYTEST_ARGS: e.g. -m "not topo" leaves out the root-only topology tests (README "Two commands").
+# PYTEST_ARGS: e.g. -m "not topo and not directus" leaves out the root-only topology tests (README
+# "Two commands"); an -m here replaces pyproject's, so keep "not directus" in it.
 PYTEST_ARGS ?=
 pytest: venv pg test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
