@@ -329,7 +329,10 @@ def _clone_args(lab: Lab, profile: dict) -> dict:
 
 
 def _clone_profile(where: str, value: str) -> dict:
-    profile = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())["gate0_clone_profile"]
+    defaults = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())
+    profile = defaults["gate0_clone_profile"]
+    # What Ansible templates: the profile's outbound mechanisms are a variable of their own.
+    profile["dispatch"]["outbound"] = defaults["gate0_clone_directus_outbound"]
     section, key = where.split(".")
     profile[section][key] = value
     return profile
