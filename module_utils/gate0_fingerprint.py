@@ -34,12 +34,17 @@ HASH_MAX_ROWS = 1_000_000
 # Each hash statement aims at this share of statement_timeout (the bench reports the longest).
 HASH_STATEMENT_SHARE = 0.1
 MAX_VIEW_DEPTH = 5
+# One row's hash: its text form (formats pinned) and its version - where it lives (ctid) and the
+# transaction that wrote it (xmin) - hashed to 64 bits with hashtextextended (stable across platforms
+# and versions: hash partitioning relies on it). Every UPDATE, and a DELETE + INSERT, gives a row a new
+# version even when its content is the same, so the hash changes with any write to a row whether or
+# not the writer's statistics were flushed. What rewrites row versions without a write (VACUUM FULL,
+# CLUSTER, a table rewrite by ALTER TABLE) changes it too; so does the relfilenode compared beside it.
+ROW_HASH_SQL = "hashtextextended(t::text || ' ' || t.ctid::text || ' ' || t.xmin::text, 0)"
 # One hash statement: the rows in a range of blocks (ctid, from a lower bound, below an upper one
-# unless it is the last range); each row's text form (formats pinned) hashed to 64 bits with
-# hashtextextended (stable across platforms and versions: hash partitioning relies on it) and summed:
-# order-independent. Returns the rows and the sum.
+# unless it is the last range), their row hashes summed: order-independent. Returns the rows and the sum.
 HASH_CHUNK_SQL = (
-    "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
+    "SELECT count(*), COALESCE(sum(" + ROW_HASH_SQL + "::numeric), 0)::text "
     "FROM {rel} AS t WHERE t.ctid >= %s::tid{upper}{where}"
 )
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
-from conftest import CLONE_DB, Lab, run_playbook
+from conftest import CLONE_DB, PROD_DB, Lab, run_playbook
 
 # --- the clone part's pause point (module_utils/gate0_clone.py, GATE0_TEST_PAUSE_FILE) ----------------
 
@@ -119,3 +120,107 @@ def test_the_clone_check_passes_when_nobody_arrives(lab: Lab, tmp_path: Path) ->
     bad = {cid: c["message"] for cid, c in result["checks"].items()
            if cid.startswith("clone.") and c["status"] != "pass"}
     assert bad == {}, bad
+
+
+# --- writes the statistics have not seen (issue 16.3) ------------------------------------------------
+
+def gate_run(report_dir: Path, playbook: str = "playbooks/gate0.yml", *extra: str,
+             env: dict[str, str] | None = None, timeout: float = 150) -> tuple[int, str]:
+    """A real playbook run with its own fact cache and report directory: (rc, output)."""
+    env_extra = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(report_dir / ".facts"), **(env or {})}
+    proc = run_playbook(playbook, "-e", f"gate0_report_dir={report_dir}", *extra, timeout=timeout,
+                        env_extra=env_extra)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out[-3000:]
+    return proc.returncode, out
+
+
+@contextlib.contextmanager
+def busy_writer(lab: Lab, db: str, statements: str, hold: float = 30.0) -> Iterator[int]:
+    """A backend that runs `statements` and then stays busy (pg_sleep) in the same query message, so
+    its statistics stay pending; yields its pid once it sleeps; cancelled afterwards (bounded)."""
+    conn = lab.connect(db)
+    pid = conn.get_backend_pid()
+
+    def run() -> None:
+        with contextlib.suppress(psycopg2.Error), conn.cursor() as cur:
+            cur.execute(f"{statements}; SELECT pg_sleep({hold})")
+
+    thread = threading.Thread(target=run, name="gate0-busy-writer", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'"
+    while time.monotonic() < deadline and not lab.scalar("postgres", sleeping, (pid,)):
+        time.sleep(0.05)
+    try:
+        yield pid
+    finally:
+        lab.execute("postgres", "SELECT pg_cancel_backend(%s)", (pid,))
+        thread.join(timeout=10)
+        conn.close()
+
+
+# (what a writer did, and stays busy; the target the exit must name)
+UNSEEN_WRITES = [
+    pytest.param("BEGIN; UPDATE governance_scopes SET title = title; COMMIT", "scopes",
+                 id="same-value-update"),
+    pytest.param("BEGIN; UPDATE dot_tools SET name = name || 'x' WHERE tool_id = 7; "
+                 "UPDATE dot_tools SET name = left(name, -1) WHERE tool_id = 7; COMMIT",
+                 "dot_tools", id="flipped-and-back"),
+    pytest.param("BEGIN; DELETE FROM governance_ruleset; INSERT INTO governance_ruleset "
+                 "SELECT * FROM governance_ruleset; COMMIT", None, id="empty-delete-insert"),
+]
+
+
+@pytest.mark.parametrize(("statements", "target"), UNSEEN_WRITES)
+def test_exit_catches_a_write_whose_statistics_are_not_flushed(fresh_lab: Lab, tmp_path: Path,
+                                                               statements: str, target: str | None) -> None:
+    """Issue 16.3: a committed write that leaves content and counts as they were, its writer still busy
+    (its counters unflushed): the exit fingerprint FAILs naming the target (row versions changed)."""
+    rc, out = gate_run(tmp_path)
+    assert rc == 0, out[-3000:]
+    with busy_writer(fresh_lab, PROD_DB, statements):
+        rc, out = gate_run(tmp_path, "playbooks/gate0_exit.yml")
+    if target is None:  # no row was touched: nothing to see, and nothing is claimed
+        assert rc == 0, out[-3000:]
+        return
+    assert rc != 0, out[-3000:]
+    assert f"production CHANGED between entry and exit: {target}: " in out, out[-3000:]
+    assert "row versions" in out, out[-3000:]
+
+
+def test_what_rewrites_row_versions_without_a_write(fresh_lab: Lab) -> None:
+    """What README Safety says: plain VACUUM (HOT pruning included) and freezing keep every live row's
+    ctid and xmin, so the row hash; VACUUM FULL and CLUSTER move rows (new ctid) and change it."""
+    from module_utils.gate0_fingerprint import ROW_HASH_SQL
+
+    def row_hashes() -> int:
+        return int(fresh_lab.scalar(PROD_DB, f"SELECT sum({ROW_HASH_SQL}::numeric) FROM gate0_versions AS t"))
+
+    fresh_lab.execute(PROD_DB, "CREATE TABLE gate0_versions (id int PRIMARY KEY, body text) "
+                               "WITH (fillfactor = 50, autovacuum_enabled = false); "
+                               "INSERT INTO gate0_versions "
+                               "SELECT g, md5(g::text) FROM generate_series(1, 2000) AS g")
+    conn = fresh_lab.connect(PROD_DB)  # autocommit, outside `with` (VACUUM runs outside a transaction)
+
+    def run(stmt: str) -> None:
+        with conn.cursor() as cur:
+            cur.execute(stmt)
+
+    try:
+        # Dead versions (HOT updates, then deleted rows) for VACUUM and pruning to clean up.
+        fresh_lab.execute(PROD_DB, "UPDATE gate0_versions SET body = body || 'x' WHERE id % 3 = 0")
+        fresh_lab.execute(PROD_DB, "DELETE FROM gate0_versions WHERE id % 5 = 0")
+        before = row_hashes()
+        for keeps in ("SELECT count(*) FROM gate0_versions", "VACUUM gate0_versions",
+                      "VACUUM (FREEZE) gate0_versions"):
+            run(keeps)
+            assert row_hashes() == before, keeps
+        run("VACUUM FULL gate0_versions")
+        after_full = row_hashes()
+        assert after_full != before
+        run("CLUSTER gate0_versions USING gate0_versions_pkey")
+        assert row_hashes() != after_full
+    finally:
+        run("DROP TABLE IF EXISTS gate0_versions")
+        conn.close()

@@ -19,6 +19,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 
+from module_utils import gate0_fingerprint
+
 RO = "context_pack_readonly"
 PROD_IDS = [
     "prod.allowlist",
@@ -273,7 +275,7 @@ def test_module_hash_counts_every_row_once_in_block_ranges(fresh_lab: Lab, capsy
     cond = f" WHERE {where}" if where else ""
 
     def reference() -> str:
-        n, total = fresh_lab.query(PROD_DB, "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)"
+        n, total = fresh_lab.query(PROD_DB, f"SELECT count(*), COALESCE(sum({gate0_fingerprint.ROW_HASH_SQL}"
                                    f"::numeric), 0) FROM {table} AS t{cond}")[0]
         return f"{n}:{int(total) % (1 << 64):016x}"
 
@@ -533,7 +535,8 @@ def _result(**over: object) -> dict:
     [
         ({}, "unchanged", "production unchanged: digest d1 equal"),
         ({"counts": {"a": 1, "live": 9}}, "unchanged", "(1 targets)"),  # volatile: reported, not proven
-        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed", "a: content changed (hash 1:00 -> 1:ff)"),
+        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed",
+         "a: content changed (rows or their row versions, ctid/xmin: hash 1:00 -> 1:ff)"),
         ({"digest": "d2", "counts": {"a": 2, "live": 5}}, "changed", "a: count 1 -> 2"),
         (
             {"counters": {"t": {"relfilenode": 11, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}}},

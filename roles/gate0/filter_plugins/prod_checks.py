@@ -361,8 +361,8 @@ def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, 
             changed.append(f"{name}: count {b} -> {a}")
         elif (entry.get("hashes") or {}).get(name) != exit_summary["hashes"].get(name):
             changed.append(
-                f"{name}: content changed (hash {(entry.get('hashes') or {}).get(name)} -> "
-                f"{exit_summary['hashes'].get(name)})"
+                f"{name}: content changed (rows or their row versions, ctid/xmin: hash "
+                f"{(entry.get('hashes') or {}).get(name)} -> {exit_summary['hashes'].get(name)})"
             )
         tables = exit_summary["target_tables"].get(name) or (entry.get("target_tables") or {}).get(name) or []
         c, u = _counter_problems(name, tables, entry.get("counters") or {}, exit_summary["counters"])
