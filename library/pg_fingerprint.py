@@ -183,6 +183,22 @@ idle_in_transaction:
                type: list, returned: always, sample: []}
     unknown: {description: Client sessions whose state this role cannot see, type: int,
               returned: always, sample: 0}
+writers:
+  description:
+    - Other backends writing a non-volatile target while it is fingerprinted, seen at the start (before the
+      first count) and at the end (after the counters) - the role's prod.targets_quiet judges it.
+    - A write lock (RowExclusiveLock or stronger, held or awaited) on a target table or its partitions,
+      and each table's write counters and relfilenode at both ends.
+  type: dict
+  returned: after the targets were resolved
+  sample: {tables: [dot_tools], start: {locks: [], counters: {dot_tools: {relfilenode: 16528, n_tup_ins: 0,
+           n_tup_upd: 0, n_tup_del: 0}}}, end: {locks: [], counters: {}}}
+  contains:
+    tables: {description: The non-volatile targets' tables, type: list, returned: always, sample: [dot_tools]}
+    start: {description: "{locks: [{table, pid, mode, granted, user, application_name, state}], counters}",
+            type: dict, returned: always, sample: {locks: [], counters: {}}}
+    end: {description: The same at the end, type: dict, returned: when the fingerprint reached its end,
+          sample: {locks: [], counters: {}}}
 clone_unreachable:
   description: Evidence that this channel cannot reach the clone.
   type: dict

@@ -279,14 +279,34 @@ def hash_target(
     return f"{total_rows}:{total:016x}"
 
 
-def fingerprint_targets(
-    cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any], result: dict[str, Any]
-) -> None:
+def target_relations(cur: Any, targets: dict[str, dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
+    """Resolve every target and the tables it depends on (a view's base tables); fills
+    `target_tables`, `volatile` and `_table_oids` in `result`. Returns the resolved relations."""
     rels = resolve_relations(cur, targets)
-    counts: dict[str, int] = {}
-    hashes: dict[str, str] = {}
     target_tables: dict[str, list[str]] = {}
     table_oids: dict[str, int] = {}
+    for name, spec in targets.items():
+        rel = rels.get(name) if spec.get("relation") else None
+        if rel is None:
+            tables = [(t["oid"], t["name"]) for t in rels.get(name, {}).get("tables", [])]
+        elif rel["kind"] in TABLE_KINDS:
+            tables = [(rel["oid"], rel["name"])]
+        else:
+            tables = base_tables(cur, rel["oid"])
+        target_tables[name] = [t[1] for t in tables]
+        table_oids.update({t[1]: t[0] for t in tables})
+    result.update(target_tables=target_tables,
+                  volatile=sorted(n for n, s in targets.items() if s.get("volatile")))
+    result["_table_oids"] = table_oids
+    return rels
+
+
+def fingerprint_targets(
+    cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any],
+    result: dict[str, Any], rels: dict[str, Any],
+) -> None:
+    counts: dict[str, int] = {}
+    hashes: dict[str, str] = {}
     for name, spec in targets.items():
         rel = rels.get(name) if spec.get("relation") else None
         what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
@@ -298,21 +318,50 @@ def fingerprint_targets(
             raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
         except GateError as exc:
             raise Stage("targets", str(exc)) from None
-        if rel is None:
-            tables = [(t["oid"], t["name"]) for t in rels.get(name, {}).get("tables", [])]
-        elif rel["kind"] in TABLE_KINDS:
-            tables = [(rel["oid"], rel["name"])]
-        else:
-            tables = base_tables(cur, rel["oid"])
-        target_tables[name] = [t[1] for t in tables]
-        table_oids.update({t[1]: t[0] for t in tables})
-    result.update(
-        counts=counts,
-        hashes=hashes,
-        target_tables=target_tables,
-        volatile=sorted(n for n, s in targets.items() if s.get("volatile")),
+    result.update(counts=counts, hashes=hashes)
+
+
+# --- writers during the fingerprint -----------------------------------------------------------------
+# A target being written while it is fingerprinted: the snapshot's counts and hashes are already stale
+# when reported. Seen two ways, at the start (before the first count) and at the end (after the
+# counters): another backend holding or waiting for a lock that writes (RowExclusiveLock, taken by
+# INSERT/UPDATE/DELETE/MERGE/COPY FROM, or stronger) on a target table or one of its partitions, and
+# the write counters moving between the start and the end. Locks taken by VACUUM/ANALYZE
+# (ShareUpdateExclusiveLock) and by readers are not writes. prod_checks.py judges prod.targets_quiet.
+WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+
+
+def write_locks(cur: Any, table_oids: dict[str, int]) -> list[dict[str, Any]]:
+    """Other backends' write locks (held or awaited) on these tables or their partitions, now."""
+    cur.execute(
+        # pg_partition_tree() lists a partitioned table and its partitions; nothing for a plain table.
+        "WITH o AS (SELECT unnest(%s::oid[]) AS root), t AS (SELECT root, root AS relid FROM o "
+        "UNION SELECT o.root, p.relid FROM o, LATERAL pg_partition_tree(o.root) AS p) "
+        "SELECT t.root::regclass::text, l.pid, l.mode, l.granted, a.usename::text, a.application_name, "
+        "a.state "
+        "FROM pg_locks AS l JOIN t ON l.relation = t.relid "
+        "LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid() AND l.mode = ANY(%s) "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY 1, 2",
+        (list(table_oids.values()), list(WRITE_LOCKS)),
     )
-    result["_table_oids"] = table_oids
+    keys = ("table", "pid", "mode", "granted", "user", "application_name", "state")
+    return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+
+
+def quiet_tables(result: dict[str, Any], targets: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The tables of the non-volatile targets (a table shared with a volatile target included)."""
+    names = {t for n, tables in result["target_tables"].items() if not targets[n].get("volatile")
+             for t in tables}
+    return {t: oid for t, oid in result["_table_oids"].items() if t in names}
+
+
+def writers_seen(cur: Any, table_oids: dict[str, int], when: str, result: dict[str, Any]) -> None:
+    """Record the write locks and the write counters at `when` ('start' or 'end') of the fingerprint."""
+    quiet = result.setdefault("writers", {"tables": sorted(table_oids)})
+    counters, _ = read_counters(cur, table_oids)
+    quiet[when] = {"locks": write_locks(cur, table_oids), "counters": counters}
 
 
 def read_counters(cur: Any, table_oids: dict[str, int]) -> tuple[dict[str, dict[str, int]], str | None]:
@@ -458,7 +507,9 @@ def in_transaction(
         start = time.monotonic()
         cur.execute("SAVEPOINT gate0_targets")
         try:
-            fingerprint_targets(cur, timer, targets, params, result)
+            rels = target_relations(cur, targets, result)
+            writers_seen(cur, quiet_tables(result, targets), "start", result)
+            fingerprint_targets(cur, timer, targets, params, result, rels)
         except Stage:
             # Best effort: on a terminated connection this fails too, and the first cause is the one
             # to report (not "cursor already closed").
@@ -467,7 +518,9 @@ def in_transaction(
             raise
         timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"
-        result["counters"], result["stats_reset"] = read_counters(cur, result.pop("_table_oids"))
+        result["counters"], result["stats_reset"] = read_counters(cur, result["_table_oids"])
+        writers_seen(cur, quiet_tables(result, targets), "end", result)
+        result.pop("_table_oids")
     except psycopg2.Error as exc:
         raise Stage(stage, f"{stage}: {pg.one_line(exc)}") from None
     finally:

@@ -224,3 +224,77 @@ def test_what_rewrites_row_versions_without_a_write(fresh_lab: Lab) -> None:
     finally:
         run("DROP TABLE IF EXISTS gate0_versions")
         conn.close()
+
+
+# --- writers during the entry fingerprint (issue 16.2) -----------------------------------------------
+
+@contextlib.contextmanager
+def writers(lab: Lab, statement: str, threads: int = 3, hold: float = 0.3,
+            limit: float = 60.0) -> Iterator[list[int]]:
+    """`threads` real writers on production, each looping `BEGIN; <statement>; pg_sleep(hold); COMMIT`
+    (staggered: a target is being written at every instant), until the block ends (or `limit` s)."""
+    stop = threading.Event()
+    done: list[int] = []
+
+    def write(n: int) -> None:
+        conn = lab.connect(PROD_DB, application_name=f"chaos-writer-{n}")
+        deadline = time.monotonic() + limit
+        time.sleep(n * hold / threads)
+        try:
+            with conn.cursor() as cur:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    cur.execute(f"BEGIN; {statement}; SELECT pg_sleep({hold}); COMMIT")
+                    done.append(n)
+        finally:
+            conn.close()
+
+    pool = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(threads)]
+    for t in pool:
+        t.start()
+    try:
+        while len(done) < threads:  # every writer has committed once: they are under way
+            time.sleep(0.05)
+        yield done
+    finally:
+        stop.set()
+        for t in pool:
+            t.join(timeout=10)
+
+
+FLIP = "UPDATE system_issues SET resolved = NOT resolved WHERE issue_id = 1 + (random() * 100)::int"
+# Real concurrent writers: three flipping rows in short committed transactions (pgbench-like), and one
+# that has updated a row and is still busy in its transaction (nothing committed, no counter moves:
+# only its lock shows the write).
+WRITERS = [
+    pytest.param(lambda lab: writers(lab, FLIP), id="flipping-writers"),
+    pytest.param(lambda lab: busy_writer(lab, PROD_DB, f"BEGIN; {FLIP}"), id="uncommitted-busy-writer"),
+]
+
+
+@pytest.mark.parametrize("writing", WRITERS)
+def test_a_target_written_during_the_entry_fingerprint_fails(fresh_lab: Lab, tmp_path: Path,
+                                                             writing: Any) -> None:
+    """Issue 16.2: a non-volatile target (system_issues) written by another backend while the entry
+    gate fingerprints it: prod.targets_quiet FAILs naming it (the other prod checks still pass)."""
+    with writing(fresh_lab):
+        rc, _ = gate_run(tmp_path, "playbooks/gate0.yml", "--tags", "prod")
+    report = json.loads(sorted((tmp_path).glob("gate0-*.json"))[-1].read_text())
+    checks = {c["id"]: c for c in report["checks"]}
+    quiet = checks.get("prod.targets_quiet") or {}
+    assert rc != 0
+    assert quiet.get("status") == "fail", json.dumps(checks, indent=1)[-3000:]
+    assert "system_issues" in quiet["message"] and "\n" not in quiet["message"]
+    assert checks["prod.baseline"]["status"] == "pass"  # nothing else stands in for it
+
+
+def test_targets_quiet_passes_with_writers_elsewhere(lab: Lab, tmp_path: Path) -> None:
+    """Writers on a table that is no target (and a volatile target's session count) do not fail it."""
+    lab.execute(PROD_DB, "CREATE TABLE IF NOT EXISTS gate0_chaos_other (id int)")
+    try:
+        with writers(lab, "INSERT INTO gate0_chaos_other VALUES (1)"):
+            gate_run(tmp_path, "playbooks/gate0.yml", "--tags", "prod")
+        report = json.loads(sorted((tmp_path).glob("gate0-*.json"))[-1].read_text())
+        assert {c["id"]: c["message"] for c in report["checks"]
+                if c["gate"] == "prod" and c["status"] != "pass"} == {}
+    finally:
+        lab.execute(PROD_DB, "DROP TABLE IF EXISTS gate0_chaos_other")

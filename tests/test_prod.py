@@ -29,6 +29,7 @@ PROD_IDS = [
     "prod.clone_unreachable",
     "prod.baseline",
     "prod.idle_in_transaction",
+    "prod.targets_quiet",
 ]
 TEST_ROLE = "gate0_test_writer"
 
@@ -426,7 +427,9 @@ def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
 def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
-    assert only_failed(checks) == ["prod.baseline"]
+    # The fingerprint stopped before its end: the writers' check has no end to compare either.
+    assert only_failed(checks) == ["prod.baseline", "prod.targets_quiet"]
+    assert "writers not observed" in checks["prod.targets_quiet"]["message"]
     assert (
         "fingerprinting target 'inventory' (governance_object_inventory)"
         in checks["prod.baseline"]["message"]
@@ -442,8 +445,10 @@ def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path
         took = time.monotonic() - start
         pid = holder.get_backend_pid()
     # The lock holder sits idle in its transaction: that check names it too.
-    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction"]
+    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction", "prod.targets_quiet"]
     assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
+    assert f"dot_tools: pid {pid} (postgres, -, idle in transaction) holds AccessExclusiveLock at the start" \
+        in checks["prod.targets_quiet"]["message"]
     assert checks["prod.baseline"]["message"] == (
         "counts not taken: pg_fingerprint: fingerprinting target 'dot_tools' (dot_tools): "
         "canceling statement due to lock timeout"
@@ -525,9 +530,12 @@ def _summary(**over: object) -> dict:
     return base
 
 
+QUIET = {"start": {"locks": [], "counters": {}}, "end": {"locks": [], "counters": {}}}
+
+
 def _result(**over: object) -> dict:
     s = _summary(**over)
-    return {**s, "identity": s["server"]}
+    return {"writers": QUIET, **s, "identity": s["server"]}
 
 
 @pytest.mark.parametrize(
@@ -558,6 +566,14 @@ def _result(**over: object) -> dict:
             "cannot_prove",
             "another database named directus (database_oid 1 -> 2)",
         ),
+        (
+            {"writers": {**QUIET, "end": {"locks": [{"table": "t", "pid": 7, "mode": "RowExclusiveLock",
+                                                    "granted": True, "user": "app", "state": "active"}]}}},
+            "cannot_prove",
+            "written during the exit fingerprint: t: pid 7 (app, -, active) holds RowExclusiveLock at the "
+            "end",
+        ),
+        ({"writers": {}}, "cannot_prove", "exit fingerprint: writers not observed"),
         (
             {"failed_stage": "connect", "msg": "pg_fingerprint: connecting to x: refused"},
             "cannot_prove",

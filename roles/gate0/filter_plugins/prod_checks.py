@@ -1,7 +1,7 @@
 """Judging of the production gate (checks prod.*): pg_fingerprint's result + vars -> check records.
 
 The module observes; these filters judge. A failed module run (cannot connect, timeout, missing
-table) still yields all six records: each check whose evidence is missing FAILS with the module's
+table) still yields all seven records: each check whose evidence is missing FAILS with the module's
 one-line reason, each check whose evidence was gathered before the failure is judged on it.
 Also the exit comparison (`gate0_prod_exit`): entry summary vs. exit fingerprint.
 """
@@ -232,10 +232,52 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
     return _record(cid, True, observed, expected, "no idle-in-transaction session besides ours")
 
 
+def writes_seen(result: dict[str, Any]) -> list[str] | None:
+    """Each write to a non-volatile target seen during the fingerprint, one entry per table and way
+    (a write lock of another backend at the start or the end, the write counters moving from start to
+    end: module_utils/gate0_fingerprint.py's writers_seen); None when not observed at both ends."""
+    writers = result.get("writers") or {}
+    start, end = writers.get("start"), writers.get("end")
+    seen = []
+    for when, obs in (("start", start), ("end", end)):
+        for lock in (obs or {}).get("locks") or []:
+            seen.append(f"{lock.get('table')}: pid {lock.get('pid')} ({lock.get('user')}, "
+                        f"{lock.get('application_name') or '-'}, {lock.get('state')}) "
+                        f"{'holds' if lock.get('granted') else 'waits for'} {lock.get('mode')} at the {when}")
+    if not isinstance(start, dict) or not isinstance(end, dict):
+        return seen or None  # a lock seen at the start is named even when the end was not reached
+    before, after = start.get("counters") or {}, end.get("counters") or {}
+    for table in sorted(set(before) | set(after)):
+        b, a = before.get(table) or {}, after.get(table) or {}
+        moved = [f"{k} {b.get(k)} -> {a.get(k)}" for k in COUNTER_KEYS if (a.get(k) or 0) != (b.get(k) or 0)]
+        if b.get("relfilenode") != a.get("relfilenode"):
+            moved.append(f"relfilenode {b.get('relfilenode')} -> {a.get('relfilenode')}")
+        if moved:
+            seen.append(f"{table}: {', '.join(moved)} while it was fingerprinted (a write, or the "
+                        "statistics of an earlier one arriving)")
+    return seen
+
+
+def check_quiet(result: dict[str, Any]) -> dict[str, Any]:
+    cid = "prod.targets_quiet"
+    expected = {"write_locks": 0, "counters_moved": 0}
+    seen = writes_seen(result)
+    if seen is None:
+        return _record(cid, False, None, expected, f"writers not observed: {_reason(result)}")
+    observed = {"tables": (result.get("writers") or {}).get("tables"), "writes": seen}
+    if seen:
+        return _record(cid, False, observed, expected,
+                       f"{len(seen)} write(s) to non-volatile targets during the fingerprint (its counts "
+                       f"and hashes may be stale): " + _join(seen))
+    return _record(cid, True, observed, expected,
+                   f"no write lock of another backend on the {len(observed['tables'] or [])} target tables "
+                   "at the start or the end of the fingerprint, no write counter moved in between")
+
+
 def gate0_prod_checks(
     result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The six prod.* records from one pg_fingerprint result (failed or not) and the vars."""
+    """The seven prod.* records from one pg_fingerprint result (failed or not) and the vars."""
     result = result or {}
     return [
         check_allowlist(result, allowed, login_db, clone_db),
@@ -244,6 +286,7 @@ def gate0_prod_checks(
         check_clone(result, clone_db),
         check_baseline(result, baseline or {}),
         check_idle(result),
+        check_quiet(result),
     ]
 
 
@@ -278,6 +321,7 @@ def gate0_prod_report(result: dict[str, Any], baseline: dict[str, Any]) -> dict[
         "session": result.get("session") or {},
         "clone_unreachable": result.get("clone_unreachable") or {},
         "idle_in_transaction": result.get("idle_in_transaction") or {},
+        "writers": result.get("writers") or {},
         "baseline": {"expected": dict(baseline or {}), **(result.get("baseline") or {})},
         "taken_at": result.get("taken_at"),
         "duration_ms": result.get("duration_ms"),
@@ -368,6 +412,9 @@ def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, 
         c, u = _counter_problems(name, tables, entry.get("counters") or {}, exit_summary["counters"])
         changed += c
         unprovable += u
+    writes = writes_seen(result)
+    unprovable += ["exit fingerprint: writers not observed"] if writes is None else [
+        f"written during the exit fingerprint: {w}" for w in writes]
     if entry.get("stats_reset") != exit_summary["stats_reset"]:
         unprovable.append(
             f"statistics were reset ({entry.get('stats_reset')} -> {exit_summary['stats_reset']})"
