@@ -212,8 +212,11 @@ clone_unreachable:
                   sample: true}
     has_connect: {description: has_database_privilege(role, clone, CONNECT), type: bool, returned: always,
                   sample: false}
-    attempt: {description: "The connection attempt: {refused, reason, server}", type: dict,
-              returned: after the rollback, sample: {refused: true, reason: permission denied}}
+    attempt: {description: "The connection attempt: {refused, authorization, sqlstate, reason, server};
+                            authorization is true only for a refusal for who we are (no CONNECT, no
+                            pg_hba entry, wrong password, unknown role), never for a network error",
+              type: dict, returned: after the rollback,
+              sample: {refused: true, authorization: true, sqlstate: "42501", reason: permission denied}}
 counts:
   description: Target name to row count (or the number an C(sql) target returned).
   type: dict

@@ -434,7 +434,11 @@ def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
         reason = re.sub(
             r"^connecting to \S+: (connection to server at .*? failed: )?(FATAL:\s+)?", "", str(exc)
         )
-        return {"refused": True, "reason": reason, "server": server}
+        # Only a refusal for who we are proves anything (gate0_pg.authorization_refusal); a network
+        # error, a missing database or a server that cannot take us now proves nothing.
+        sqlstate = getattr(exc, "refusal", None)
+        return {"refused": True, "authorization": sqlstate is not None, "sqlstate": sqlstate,
+                "reason": reason, "server": server}
     try:
         conn.close()
     except Exception:  # noqa: S110 - closing a connection we must not use; nothing else to do

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +21,8 @@ from typing import Any
 
 import psycopg2
 import pytest
-from conftest import CLONE_DB, PROD_DB, Lab, run_playbook
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
+from gaterun import cached_fact
 
 # --- the clone part's pause point (module_utils/gate0_clone.py, GATE0_TEST_PAUSE_FILE) ----------------
 
@@ -298,3 +303,144 @@ def test_targets_quiet_passes_with_writers_elsewhere(lab: Lab, tmp_path: Path) -
                 if c["gate"] == "prod" and c["status"] != "pass"} == {}
     finally:
         lab.execute(PROD_DB, "DROP TABLE IF EXISTS gate0_chaos_other")
+
+
+# --- no PASS survives a run that did not finish; concurrent runs keep their own reports (16.4, 16.5) --
+
+@contextlib.contextmanager
+def full_filesystem(path: Path) -> Iterator[Path]:
+    """A tiny tmpfs at `path`, filled up (a report cannot be written there); unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(path)],
+                             capture_output=True, timeout=10).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with contextlib.suppress(OSError), open(path / "filler", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True, timeout=10)
+
+
+def test_a_run_that_cannot_write_its_report_leaves_no_pass(lab: Lab, tmp_path: Path) -> None:
+    """Issue 16.4: after a PASS, a run whose report directory is full fails, and the cached gate0 fact
+    it leaves says not passed; the mutation playbook refuses it, naming the unfinished run."""
+    rc, out = gate_run(tmp_path)
+    assert rc == 0, out[-3000:]
+    assert (cached_fact(tmp_path / ".facts") or {}).get("passed") is True
+    with full_filesystem(tmp_path / "full") as full:
+        rc, out = gate_run(tmp_path, "playbooks/gate0.yml", "-e", f"gate0_report_dir={full}")
+    assert rc != 0 and "No space left on device" in out, out[-3000:]
+    fact = cached_fact(tmp_path / ".facts") or {}
+    assert fact.get("passed") is False, fact
+    rc, out = gate_run(tmp_path, "playbooks/clone_apply.yml")
+    assert rc != 0, out[-3000:]
+    assert "did not finish" in out, out[-3000:]
+
+
+def test_an_interrupted_run_leaves_no_pass(lab: Lab, tmp_path: Path) -> None:
+    """Issue 16.4: after a PASS, a run interrupted (SIGINT) in the middle of its clone part leaves a
+    cached gate0 fact that says not passed."""
+    rc, out = gate_run(tmp_path)
+    assert rc == 0, out[-3000:]
+    pause = tmp_path / "pause"
+    pause.write_text("held\n")
+    env = lab_env()
+    env.update(ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / ".facts"), GATE0_TEST_PAUSE_FILE=str(pause))
+    proc = subprocess.Popen(["ansible-playbook", "playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while not Path(f"{pause}.reached").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"{pause}.reached").exists(), "the run never reached the pause point"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        pause.unlink(missing_ok=True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode != 0
+    fact = cached_fact(tmp_path / ".facts") or {}
+    assert fact.get("passed") is False, fact
+
+
+def test_concurrent_runs_keep_their_own_reports(lab: Lab, tmp_path: Path) -> None:
+    """Issue 16.5: a PASS and a FAIL run started together into one report directory: two reports, and
+    each run prints the path of its own report, whose verdict is its own."""
+    gates = ["-e", json.dumps({"gate0_gates": ["prod"]})]
+    bad = ["-e", json.dumps({"gate0_gates": ["prod"], "gate0_production_baseline": {"own": 5}})]
+    outs: dict[str, tuple[int, str]] = {}
+
+    def run(name: str, extra: list[str]) -> None:
+        outs[name] = gate_run(tmp_path / name, "playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}",
+                              *extra)
+
+    pool = [threading.Thread(target=run, args=(name, extra))
+            for name, extra in (("pass", gates), ("fail", bad))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=200)
+    assert outs["pass"][0] == 0 and outs["fail"][0] != 0, outs
+    assert len(list(tmp_path.glob("gate0-*.json"))) == 2
+    for name, verdict in (("pass", "PASS"), ("fail", "FAIL")):
+        paths = re.findall(r"report (\S+?\.md)", outs[name][1])
+        assert paths, outs[name][1][-2000:]
+        report = json.loads(Path(paths[-1]).with_suffix(".json").read_text())
+        assert report["verdict"] == verdict, (name, paths[-1])
+
+
+# --- prod.clone_unreachable: only an authorization refusal proves it (issue 16.6) --------------------
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_clone_unreachable_is_not_proven_by_a_closed_port(lab: Lab, tmp_path: Path) -> None:
+    """Issue 16.6: the production credentials' attempt on the clone hits a closed port: that proves
+    nothing about the role, so prod.clone_unreachable FAILs as "cannot prove" (it passed before)."""
+    elsewhere = {"gate0_clone_login_host": "127.0.0.1", "gate0_clone_login_port": closed_port()}
+    rc, _ = gate_run(tmp_path, "playbooks/gate0.yml", "--tags", "prod", "-e", json.dumps(elsewhere))
+    report = json.loads(sorted(tmp_path.glob("gate0-*.json"))[-1].read_text())
+    rec = {c["id"]: c for c in report["checks"]}["prod.clone_unreachable"]
+    assert rc != 0
+    assert rec["status"] == "fail", rec
+    assert "cannot prove" in rec["message"] and "Connection refused" in rec["message"], rec["message"]
+
+
+# server message (as libpq reports it) -> an authorization refusal?
+REFUSALS = [
+    ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  permission denied for database "c"',
+     True),
+    ('connection to server at "10.0.0.1", port 5432 failed: FATAL:  no pg_hba.conf entry for host '
+     '"10.0.0.2", user "ro", database "c", no encryption', True),
+    ('connection to server at "h", port 5432 failed: FATAL:  pg_hba.conf rejects connection for host "x"',
+     True),
+    ('connection to server at "h", port 5432 failed: FATAL:  password authentication failed for user "ro"',
+     True),
+    ('connection to server at "h", port 5432 failed: FATAL:  role "ro" does not exist', True),
+    ('connection to server at "h", port 5432 failed: FATAL:  role "ro" is not permitted to log in', True),
+    ('connection to server at "127.0.0.1", port 1 failed: Connection refused', False),
+    ("connection to server at \"198.51.100.1\", port 5432 failed: timeout expired", False),
+    ('could not translate host name "nowhere" to address: Name or service not known', False),
+    ('connection to server at "h", port 5432 failed: server closed the connection unexpectedly', False),
+    ('connection to server on socket "/x/.s.PGSQL.5432" failed: No such file or directory', False),
+    ('connection to server at "h", port 5432 failed: FATAL:  database "c" does not exist', False),
+    ('connection to server at "h", port 5432 failed: FATAL:  the database system is starting up', False),
+    ('connection to server at "h", port 5432 failed: FATAL:  sorry, too many clients already', False),
+    ("FATAL:  Zugriff verweigert für Datenbank »c«", False),  # a localized server: cannot tell, not proven
+]
+
+
+@pytest.mark.parametrize(("message", "refusal"), REFUSALS)
+def test_authorization_refusal_is_told_from_other_failures(message: str, refusal: bool) -> None:
+    from module_utils.gate0_pg import authorization_refusal
+
+    assert (authorization_refusal(message) is not None) is refusal

@@ -178,11 +178,19 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text or "").split())
 
 
-def gate0_fail_message(records: list[dict[str, Any]], host: str) -> str:
-    """The FAIL message: a header line, then every failed check on its own line."""
+def gate0_fail_message(records: list[dict[str, Any]], host: str, report: str = "") -> str:
+    """The FAIL message: a header line, every failed check on its own line, then this run's report."""
     failed = gate0_failed_checks(records)
     head = f"gate0 FAIL on {host}: {len(failed)} of {len(records)} checks failed"
-    return "\n".join([head, *failed])
+    return "\n".join([head, *failed, *([f"report {report}"] if report else [])])
+
+
+def unfinished(gate0: Any) -> str | None:
+    """Why a gate0 record is no verdict: the run that wrote it did not finish (validate.yml's mark)."""
+    if isinstance(gate0, dict) and gate0.get("finished") is False:
+        return (f"gate0 run {gate0.get('run_id')} started at {gate0.get('checked_at')} did not finish "
+                "(failed or interrupted before its reports and receipt): no verdict; run playbooks/gate0.yml")
+    return None
 
 
 def gate0_play_stats(by_host: dict[str, Any], play_hosts_all: list[str]) -> dict[str, Any]:
@@ -223,6 +231,8 @@ def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
     """Why a consumer must refuse this gate0 record, before connecting (age and identity: clone_sql)."""
     if not isinstance(gate0, dict):
         return [f"no gate0 record for this host (got {type(gate0).__name__}); run playbooks/gate0.yml first"]
+    if unfinished(gate0):
+        return [str(unfinished(gate0))]
     out: list[str] = []
     if gate0.get("passed") is not True:
         failed = [c.get("id") for c in gate0.get("checks") or [] if c.get("status") == "fail"]

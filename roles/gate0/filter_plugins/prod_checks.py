@@ -150,7 +150,7 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
     cid = "prod.clone_unreachable"
     evidence = result.get("clone_unreachable") or {}
     attempt = evidence.get("attempt") or {}
-    expected = {"has_connect": False, "attempt_refused": True}
+    expected = {"has_connect": False, "attempt_refused": True, "refused_by": "authorization"}
     observed = {
         "database": clone_db,
         "has_connect": evidence.get("has_connect"),
@@ -171,13 +171,18 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
         return _record(cid, False, observed, expected, "; ".join(problems))
     if not attempt:
         return _record(cid, False, observed, expected, f"connection attempt not made: {_reason(result)}")
+    if attempt.get("authorization") is not True:
+        return _record(cid, False, observed, expected,
+                       f"cannot prove: the connection attempt to {clone_db} ({attempt.get('server')}) failed "
+                       f"for another reason than an authorization refusal: {attempt.get('reason')}")
     where = "" if evidence.get("exists_here") else f" (no database {clone_db} on the production server)"
     return _record(
         cid,
         True,
         observed,
         expected,
-        f"no CONNECT on {clone_db}{where}; connection attempt refused: {attempt.get('reason')}",
+        f"no CONNECT on {clone_db}{where}; connection attempt refused by the server "
+        f"({attempt.get('sqlstate')}): {attempt.get('reason')}",
     )
 
 
