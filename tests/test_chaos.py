@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -348,7 +349,8 @@ def test_an_interrupted_run_leaves_no_pass(lab: Lab, tmp_path: Path) -> None:
     pause = tmp_path / "pause"
     pause.write_text("held\n")
     env = lab_env()
-    env.update(ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / ".facts"), GATE0_TEST_PAUSE_FILE=str(pause))
+    env.update(ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / ".facts"), GATE0_TEST_PAUSE_FILE=str(pause),
+               ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"))
     proc = subprocess.Popen(["ansible-playbook", "playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -444,3 +446,69 @@ def test_authorization_refusal_is_told_from_other_failures(message: str, refusal
     from module_utils.gate0_pg import authorization_refusal
 
     assert (authorization_refusal(message) is not None) is refusal
+
+
+# --- secrets on disk after an interrupt; a stalled gate holds no snapshot (issue 16.7) -----------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_no_secret_on_disk_after_an_interrupt(lab: Lab, tmp_path: Path, sig: int) -> None:
+    """Issue 16.7: ansible-playbook interrupted while the module runs (held at the clone part's pause
+    point), the signal sent to its whole process group as a terminal's Ctrl-C or a job runner's stop
+    does: no file under the run's own HOME (~/.ansible/tmp) or local temp holds a password."""
+    from faultlib import files_containing, secrets_of
+
+    # Its own HOME, local and remote temp (the local connection's "remote" temp is ~/.ansible/tmp of the
+    # login's passwd entry, not $HOME: hence ANSIBLE_REMOTE_TEMP too).
+    home, local = tmp_path / "home", tmp_path / "local"
+    home.mkdir()
+    pause = tmp_path / "pause"
+    pause.write_text("held\n")
+    env = lab_env()
+    env.update(HOME=str(home), ANSIBLE_LOCAL_TEMP=str(local), ANSIBLE_REMOTE_TEMP=str(home / "remote"),
+               GATE0_TEST_PAUSE_FILE=str(pause),
+               ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / ".facts"))
+    proc = subprocess.Popen(["ansible-playbook", "playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while not Path(f"{pause}.reached").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"{pause}.reached").exists(), "the run never reached the pause point"
+        os.killpg(proc.pid, sig)
+        proc.communicate(timeout=60)
+        leaked = files_containing(home, secrets_of(lab)) + files_containing(local, secrets_of(lab))
+        payloads = [p.name for p in home.rglob("AnsiballZ_*")] + [p.name for p in local.rglob("AnsiballZ_*")]
+    finally:
+        pause.unlink(missing_ok=True)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    assert leaked == []
+    assert payloads == []
+
+
+def test_a_stalled_gate_holds_no_snapshot(lab: Lab) -> None:
+    """Issue 16.7: the gate's transaction (production channel, gate0_pg.begin) idle longer than its
+    idle_in_transaction_session_timeout (statement timeout + 1 s) is ended by the server: a stalled
+    module cannot keep its snapshot on production."""
+    from module_utils import gate0_pg
+
+    params = {"login_host": "127.0.0.1", "login_port": lab.port, "login_user": "context_pack_readonly",
+              "login_password": lab.password("context_pack_readonly"), "login_db": PROD_DB,
+              "statement_timeout": 1000, "lock_timeout": 500, "connect_timeout": 5}
+    conn = gate0_pg.connect(params)
+    try:
+        got = gate0_pg.begin(conn, params, read_only=True)
+        assert gate0_pg._norm_ms(got["idle_in_transaction_session_timeout"]) == "2000"
+        pid = conn.get_backend_pid()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and lab.scalar(
+                "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)):
+            time.sleep(0.2)
+        assert not lab.scalar("postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+        assert time.monotonic() < deadline
+        with pytest.raises(psycopg2.Error), conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        conn.close()
