@@ -22,7 +22,7 @@ MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
 MATRIX_FOCUS ?= tests/matrix_focus.txt
 
 .PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others \
-	topo-up topo-down topo-status
+	bench-fingerprint bench-scale topo-up topo-down topo-status
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
@@ -100,6 +100,9 @@ bench: venv lab-up
 
 bench-fingerprint: venv lab-up
 	$(BIN)/python bench/fingerprint.py
+
+bench-scale: venv lab-up
+	$(BIN)/python bench/scale.py
 
 # The test topology (topo/topo.sh): controller -> SSH -> database host (a network namespace) ->
 # `postgres` and `directus` containers (podman, the docker CLI). Root only; installs what it needs.

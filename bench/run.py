@@ -9,9 +9,12 @@ Prints, against the local lab (GATE0_LAB_PORT):
   - per module: the gate0_observe task (wall time) and, inside it, pg_fingerprint, clone_isolation
     and disk_headroom (each part's own duration_ms), recorded by bench/callback_plugins/gate0_timing.py;
   - content-hash throughput and the longest statement, from bench/fingerprint.py (the fingerprint
-    module's own benchmark), run once.
+    module's own benchmark), run once;
+  - many clones of one production gated at once, from bench/scale.py: 1, 4 and 8 clones with forks
+    equal to the clone count and with forks 1, the ratio to one gate, controller vs server CPU.
 
 Usage: python bench/run.py [--runs N] [--json FILE] [--skip-handwritten] [--skip-fingerprint]
+       [--skip-scale]
 Figures are printed, never asserted: a busy machine makes them slower, not wrong.
 """
 
@@ -118,15 +121,16 @@ def slowest_tasks(all_rows: list[list[dict[str, Any]]], top: int = 6) -> list[tu
     return ranked[:top]
 
 
-def fingerprint_bench(runs: int) -> str:
-    """bench/fingerprint.py's own output (issue 3's benchmark), run once; not duplicated here."""
-    script = BENCH / "fingerprint.py"
+def script_bench(name: str, runs: int) -> str:
+    """bench/<name>'s own output (fingerprint.py: issue 3's benchmark; scale.py: many clones), run
+    once; not duplicated here."""
+    script = BENCH / name
     if not script.is_file():
-        return "bench/fingerprint.py is not present yet (the pg_fingerprint work provides it)"
+        return f"bench/{name} is not present"
     proc = subprocess.run([sys.executable, str(script), "--runs", str(runs)], cwd=REPO, capture_output=True,
-                          text=True, env=bench_env(), timeout=900, check=False)
+                          text=True, env=bench_env(), timeout=1800, check=False)
     text = (proc.stdout + ("\n" + proc.stderr if proc.returncode else "")).rstrip()
-    return text if proc.returncode == 0 else f"bench/fingerprint.py failed (rc {proc.returncode}):\n{text}"
+    return text if proc.returncode == 0 else f"bench/{name} failed (rc {proc.returncode}):\n{text}"
 
 
 def machine() -> str:
@@ -153,6 +157,7 @@ def main() -> int:
     parser.add_argument("--json", default=str(BENCH / "out" / "figures.json"))
     parser.add_argument("--skip-handwritten", action="store_true")
     parser.add_argument("--skip-fingerprint", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -221,8 +226,14 @@ def main() -> int:
     if not args.skip_fingerprint:
         print()
         print("content hash (bench/fingerprint.py):")
-        text = fingerprint_bench(args.runs)
+        text = script_bench("fingerprint.py", args.runs)
         figures["fingerprint"] = text
+        print("\n".join("  " + line for line in text.splitlines()))
+    if not args.skip_scale:
+        print()
+        print("many clones of one production (bench/scale.py):")
+        text = script_bench("scale.py", min(args.runs, 3))
+        figures["scale"] = text
         print("\n".join("  " + line for line in text.splitlines()))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

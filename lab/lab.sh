@@ -6,6 +6,7 @@
 #   lab/lab.sh reset    recreate production and the clone from their templates (seed state)
 #   lab/lab.sh dsn      print the superuser's libpq DSN (keyword=value, one line)
 #   lab/lab.sh status   exit 0 when the cluster answers
+#   lab/lab.sh clones N N more clones of the one production (inventories/lab_many), 0 drops them
 #
 # Environment: GATE0_LAB_PORT (default 55432), GATE0_PG_BIN (server binaries; default the newest
 # /usr/lib/postgresql/*/bin), GATE0_LAB_DIR (default <repo>/.lab). GATE0_PG=MAJOR (the Makefile's
@@ -28,6 +29,9 @@ PROD_DB=directus
 CLONE_DB=directus_gov_test_20260602
 PROD_TPL=gate0_lab_tpl_prod
 CLONE_TPL=gate0_lab_tpl_clone
+# Extra clones of the one production, <prefix>1 .. <prefix>8: inventories/lab_many's hosts.
+MANY_PREFIX=directus_gov_test_2026080
+MANY_MAX=8
 
 die() { echo "lab: $*" >&2; exit 1; }
 
@@ -111,8 +115,9 @@ start() {
     if running; then return 0; fi
     # A crash leaves postmaster.pid behind; pg_ctl status said no server runs on it.
     rm -f "$LAB/data/postmaster.pid"
-    # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options.
-    "${AS[@]}" sh -c "echo \"port = $PORT\" > '$(real_lab)/data/gate0_port.conf'"
+    # The port is fixed in postgresql.conf's include so that `pg_ctl status/stop` need no options;
+    # prepared transactions and logical slots are allowed, so that tests can make both on the lab.
+    "${AS[@]}" sh -c "printf 'port = %s\nmax_prepared_transactions = 4\nwal_level = logical\n' '$PORT' > '$(real_lab)/data/gate0_port.conf'"
     grep -q "include_if_exists = 'gate0_port.conf'" "$LAB/data/postgresql.conf" ||
         echo "include_if_exists = 'gate0_port.conf'" | "${AS[@]}" tee -a "$(real_lab)/data/postgresql.conf" >/dev/null
     if ! pgctl -l "$(real_lab)/postgres.log" -w -t 30 start >/dev/null; then
@@ -176,6 +181,23 @@ reset_dbs() {
         -v clone_tpl="$CLONE_TPL" -v strategy="$(strategy)" -f "$SQL/databases.sql"
 }
 
+# `clones N`: the first N extra clones made afresh from the clone template, with the clone's ACLs;
+# every other one of the series dropped (N = 0 drops them all).
+many_clones() {
+    local n=$1 i db
+    [[ "$n" =~ ^[0-9]$ ]] && [ "$n" -le "$MANY_MAX" ] || die "clones: a count from 0 to $MANY_MAX, got '$n'"
+    for db in $(psql_su -d postgres -tAc "SELECT datname FROM pg_database WHERE datname ~ '^${MANY_PREFIX}[1-${MANY_MAX}]\$'"); do
+        psql_su -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    done
+    for i in $(seq 1 "$n"); do
+        db=$MANY_PREFIX$i
+        psql_su -d postgres \
+            -c "CREATE DATABASE \"$db\" TEMPLATE \"$CLONE_TPL\" OWNER workflow_admin $(strategy)" \
+            -c "REVOKE ALL ON DATABASE \"$db\" FROM PUBLIC" \
+            -c "GRANT CONNECT, TEMPORARY ON DATABASE \"$db\" TO workflow_admin"
+    done
+}
+
 # The app's own database binding (Directus' DB_DATABASE), as an env file.
 write_env() {
     (umask 077; cat > "$LAB/directus.env" <<ENV
@@ -219,11 +241,15 @@ case "$cmd" in
     status)
         [ -n "$PG_BIN" ] && running
         ;;
+    clones)
+        running || die "the lab is not running (make lab-up)"
+        many_clones "${2:-}"
+        ;;
     dsn)
         echo "host=$LAB port=$PORT user=postgres dbname=postgres"
         ;;
     *)
-        echo "usage: lab/lab.sh up|down|reset|status|dsn" >&2
+        echo "usage: lab/lab.sh up|down|reset|status|dsn|clones N" >&2
         exit 2
         ;;
 esac

@@ -80,12 +80,32 @@ options:
   sections:
     description:
       - Observe only these sections (empty for all). The gate0 require entry point re-checks
-        C(sessions), C(dispatch) and C(lease) right before a mutation; a section left out is not
-        queried and is reported in RV(errors) as not observed. The probe runs only with C(outbox).
+        C(sessions), C(dispatch), C(lease), C(reach) and C(outbound) right before a mutation; a
+        section left out is not queried and is reported in RV(errors) as not observed. The probe
+        runs only with C(outbox).
     type: list
     elements: str
-    choices: [sessions, app, dispatch, outbox, lease, seed, coverage, candidates]
+    choices: [sessions, app, dispatch, outbox, lease, seed, coverage, candidates, reach, outbound]
     default: []
+  production_login_host:
+    description:
+      - Production's server, when it is not the clone's. The C(reach) section then also tries
+        production's database there with the clone channel's credentials (it must be refused).
+    type: str
+    default: ''
+  production_login_port:
+    description: Production's port (default O(login_port)).
+    type: int
+  production_login_container:
+    description: Production's container on the host running the module, when it is not the clone's.
+    type: str
+    default: ''
+  production_role:
+    description:
+      - The production channel's read-only role. Membership of the clone login in it is a path to
+        production (C(reach) section).
+    type: str
+    default: ''
 """
 
 EXAMPLES = r"""
@@ -233,6 +253,57 @@ candidates:
   contains:
     counts: {description: Name to row count, type: dict}
     cursor: {description: The cursor rows (the profile's fields, as text), type: list, elements: dict}
+reach:
+  description:
+    - What the clone login can reach beyond the clone (C(reach) section), then the connection
+      attempts with its credentials to every name in O(production_databases).
+  type: dict
+  returned: success
+  sample:
+    login: workflow_admin
+    roles: [workflow_admin, pg_read_all_stats]
+    databases_here: [directus]
+    databases_elsewhere: []
+    findings: []
+    attempts:
+      - {database: directus, server: "the clone's server (127.0.0.1:5432)", refused: true,
+         reason: "no CONNECT privilege: permission denied for database \"directus\""}
+  contains:
+    login: {description: The clone login, type: str}
+    roles:
+      description: The login and every role it belongs to (any INHERIT/SET option).
+      type: list
+      elements: str
+    databases_here:
+      description: Production/allowlisted names that exist on the clone's server.
+      type: list
+      elements: str
+    databases_elsewhere: {description: Those that do not, type: list, elements: str}
+    findings:
+      description: Each path found (CONNECT, ownership, attribute, membership), C(name) and one-line C(text).
+      type: list
+      elements: dict
+    attempts:
+      description:
+        - Each attempt, C(refused) true only on an authorization refusal, false when accepted
+          (closed at once, no query), null when nothing was proven (network error, timeout).
+      type: list
+      elements: dict
+outbound:
+  description:
+    - Everything in the clone that can open a connection outward (C(outbound) section) - foreign
+      servers with user mappings or USAGE, foreign-data wrappers with USAGE, dblink-like functions,
+      subscriptions, logical slots, walsenders, pg_cron jobs - and what could not be seen.
+  type: dict
+  returned: success
+  sample: {findings: [], not_visible: [], cron: "not running (no pg_cron launcher, no cron.job here)"}
+  contains:
+    findings:
+      description: Each link, C(name) (allowed by name in the profile) and C(text).
+      type: list
+      elements: dict
+    not_visible: {description: What could not be read (never read as none), type: list, elements: dict}
+    cron: {description: pg_cron's state as seen from the clone, type: str}
 errors:
   description: Sections that could not be observed, each with a one-line reason.
   type: dict

@@ -24,7 +24,7 @@ description:
     optional positional parameters passed to the driver (never formatted into the text).
 version_added: "1.0.0"
 author: gate0 developers
-extends_documentation_fragment: [gate0_pg]
+extends_documentation_fragment: [gate0_pg, gate0_pg.clone_name]
 attributes:
   check_mode:
     support: partial
@@ -38,11 +38,6 @@ options:
     description: The clone naming rule (a literal prefix); O(login_db) must start with it.
     type: str
     required: true
-  production_databases:
-    description: Production database names; O(login_db) must not be one of them.
-    type: list
-    elements: str
-    default: []
   statements:
     description:
       - SQL statements run in order in one transaction. A string, or a dict with C(query) and
@@ -208,14 +203,14 @@ IDENTITY_KEYS = ("database", "database_oid", "address", "port", "system_identifi
 CLOCK_SKEW_S = 60
 
 
-def check_target(login_db: str, prefix: str, production: list[str]) -> None:
-    """Client-side refusal before any connection: only a database named by the clone rule."""
-    if not prefix:
-        raise GateError("checking the target: clone_name_prefix is empty")
-    if not login_db.startswith(prefix) or login_db == prefix:
-        raise GateError(f"checking the target: {login_db!r} does not match the clone rule {prefix!r}")
-    if login_db in production:
-        raise GateError(f"checking the target: {login_db!r} is a production database")
+def check_target(p: dict[str, Any]) -> None:
+    """Client-side refusal before any connection: only a database named by the clone rule (the one
+    rule, gate0_pg.clone_name_refusal, with its minimum prefix length and suffix pattern)."""
+    refused = gate0_pg.clone_name_refusal(p["login_db"], p["clone_name_prefix"],
+                                          p["production_databases"] or [], p["clone_name_prefix_min_length"],
+                                          p["clone_name_suffix_regex"])
+    if refused:
+        raise GateError(f"checking the target: {refused}")
 
 
 def gate0_age_problem(gate0: dict[str, Any], max_age: int, now: datetime.datetime) -> str | None:
@@ -291,7 +286,7 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Connect, guard, verify gate0, run, end the transaction. Raises GateError."""
     gate0_pg.check_timeouts(p)
-    check_target(p["login_db"], p["clone_name_prefix"], p["production_databases"] or [])
+    check_target(p)
     if p["mode"] == "commit" and not p.get("gate0"):
         raise GateError("mode commit requires gate0 (the gate0 fact of a passed gate for this clone)")
     if p.get("gate0"):
@@ -339,9 +334,9 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
 
 def argument_spec() -> dict[str, Any]:
     spec = gate0_pg.pg_argument_spec()
+    spec.update(gate0_pg.clone_name_argument_spec())
     spec.update(
         clone_name_prefix={"type": "str", "required": True},
-        production_databases={"type": "list", "elements": "str", "default": []},
         statements={"type": "list", "elements": "raw", "default": []},
         mode={"type": "str", "choices": ["rollback", "commit"], "default": "rollback"},
         gate0={"type": "dict"},

@@ -52,9 +52,10 @@ options:
     type: str
   targets:
     description:
-      - What to count, as data. Each key is a target name; each value has either C(relation)
-        (C(table) or C(schema.table), optionally with C(where), an SQL condition) or C(sql) (a read-only
-        query returning one number).
+      - What to count, as data. Each key is a target name; each value has one of C(relation)
+        (C(table) or C(schema.table), optionally with C(where), an SQL condition), C(sql) (a read-only
+        query returning one number) or C(rule) (a number the module takes by its own rule; the one rule is
+        C(idle_in_transaction), the count of RV(idle_in_transaction.sessions)).
       - C(hash) (bool) also hashes the relation's rows (a table, partitioned table or materialized
         view); C(volatile) (bool) counts and reports the target but leaves it out of the digest and the
         unchanged proof; C(tables) (list) names the tables whose write counters an C(sql) target
@@ -101,11 +102,7 @@ EXAMPLES = r"""
     targets:
       inventory: {relation: governance_object_inventory, hash: true}
       gov_emit: {relation: event_outbox, where: "event_type LIKE 'governance.%'"}
-      idle_in_txn:
-        sql: >-
-          SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-          AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'
-        volatile: true
+      idle_in_txn: {rule: idle_in_transaction, volatile: true}
     baseline: {inventory: 35, gov_emit: 0, idle_in_txn: 0}
   register: fingerprint
 """
@@ -174,13 +171,20 @@ read_only_proof:
     findings: {description: "Each {check, ok, detail, versions}", type: list, returned: always,
                sample: [{check: ownership, ok: true, detail: owns nothing, versions: all}]}
 idle_in_transaction:
-  description: Idle-in-transaction sessions on the database other than ours.
+  description:
+    - Idle-in-transaction sessions on the database other than ours, by one rule
+      (module_utils/gate0_fingerprint.py IDLE_IN_TRANSACTION_TOLERATED).
+    - Tolerated are only sessions that logged in as the login role itself, have no transaction id, and
+      only when RV(read_only_proof) found no way for that role to write; every other one is in
+      RV(idle_in_transaction.sessions).
   type: dict
   returned: after the transaction started
-  sample: {sessions: [], unknown: 0}
+  sample: {sessions: [], tolerated: [], unknown: 0}
   contains:
-    sessions: {description: "Each {pid, user, application_name, client_addr, state, xact_start, idle_s}",
-               type: list, returned: always, sample: []}
+    sessions: {description: "Sessions that could hold or make writes: each {pid, user, application_name,
+               client_addr, state, xact_start, idle_s}", type: list, returned: always, sample: []}
+    tolerated: {description: "Sessions of the proven read-only login role without a transaction id
+                (another gate's fingerprint), same keys", type: list, returned: always, sample: []}
     unknown: {description: Client sessions whose state this role cannot see, type: int,
               returned: always, sample: 0}
 writers:
@@ -212,11 +216,12 @@ clone_unreachable:
                   sample: true}
     has_connect: {description: has_database_privilege(role, clone, CONNECT), type: bool, returned: always,
                   sample: false}
-    attempt: {description: "The connection attempt: {refused, authorization, sqlstate, reason, server};
+    attempt: {description: "The connection attempt: {refused, authorization, refused_by, reason, server};
                             authorization is true only for a refusal for who we are (no CONNECT, no
                             pg_hba entry, wrong password, unknown role), never for a network error",
               type: dict, returned: after the rollback,
-              sample: {refused: true, authorization: true, sqlstate: "42501", reason: permission denied}}
+              sample: {refused: true, authorization: true, refused_by: no CONNECT privilege,
+                       reason: permission denied}}
 counts:
   description: Target name to row count (or the number an C(sql) target returned).
   type: dict

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 try:
-    from ansible.module_utils import gate0_container, gate0_pg
+    from ansible.module_utils import gate0_container, gate0_pg, gate0_reach
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_container, gate0_pg  # type: ignore[no-redef]
+    from module_utils import gate0_container, gate0_pg, gate0_reach  # type: ignore[no-redef]
 
 try:
     import psycopg2
@@ -293,7 +293,8 @@ def pause_point() -> None:
         time.sleep(0.05)
 
 
-SECTIONS = ("sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates")
+SECTIONS = ("sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates", "reach",
+            "outbound")
 
 
 def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict[str, Any]:
@@ -353,9 +354,19 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
                                 lambda: observe_coverage(cur, profile["coverage"]))
     facts["candidates"] = section(cur, "candidates", "reading candidate state", errors,
                                   lambda: observe_candidates(cur, profile["candidates"]))
+    version = int(facts["identity"].get("version_num") or 0)
+    facts["reach"] = section(cur, "reach", "reading what the clone login reaches", errors,
+                             lambda: gate0_reach.production_reach(cur, p["production_databases"],
+                                                                  p["production_role"] or "", version))
+    facts["outbound"] = section(cur, "outbound", "reading the clone's outbound links", errors,
+                                lambda: gate0_reach.outbound_links(cur))
     cur.close()
     gate0_pg.rollback(conn)
     timings["observe_ms"] = gate0_pg.elapsed_ms(start)
+    if facts["reach"] is not None:
+        start = time.monotonic()
+        facts["reach"]["attempts"] = production_attempts(p)
+        timings["attempts_ms"] = gate0_pg.elapsed_ms(start)
     probe: dict[str, Any] = {"ran": False, "reason": None}
     if not p["outbox_probe"]:
         probe["reason"] = "the probe is disabled (outbox_probe: false)"
@@ -436,6 +447,24 @@ def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, A
     cur.close()
     gate0_pg.rollback(conn)
     return final
+def production_attempts(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clone channel's credentials tried on every production/allowlisted database: on the clone's
+    server, and on production's own endpoint when it differs. Each must be refused by authorization."""
+    if not p["production_databases"]:
+        return []
+    host = p["login_container"] or p["login_host"] or p["login_unix_socket"] or "localhost"
+    here = f"the clone's server ({host}:{p['login_port']})"
+    out = [gate0_reach.attempt(p, db, here) for db in dict.fromkeys(p["production_databases"])]
+    prod = {"login_host": p.get("production_login_host") or "",
+            "login_container": p.get("production_login_container") or "",
+            "login_port": p.get("production_login_port") or p["login_port"]}
+    if (prod["login_host"] or prod["login_container"]) and any(
+            prod[k] != p[k] for k in ("login_host", "login_container", "login_port")):
+        host = prod["login_container"] or prod["login_host"]
+        where = f"production's endpoint ({host}:{prod['login_port']})"
+        endpoint = {**p, **prod, "login_unix_socket": ""}
+        out.append(gate0_reach.attempt(endpoint, p["production_databases"][0], where))
+    return out
 
 
 def observe_coverage(cur: Any, cov: dict[str, Any]) -> dict[str, Any]:
@@ -474,6 +503,11 @@ def argument_spec() -> dict[str, Any]:
         app_binding_container={"type": "str"},
         app_binding_variable={"type": "str", "default": "DB_DATABASE"},
         sections={"type": "list", "elements": "str", "choices": list(SECTIONS), "default": []},
+        # Production's endpoint and read-only role, for clone.production_unreachable.
+        production_login_host={"type": "str", "default": ""},
+        production_login_port={"type": "int"},
+        production_login_container={"type": "str", "default": ""},
+        production_role={"type": "str", "default": ""},
     )
     return spec
 

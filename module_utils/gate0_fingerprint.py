@@ -16,10 +16,10 @@ from typing import Any
 
 try:
     from ansible.module_utils import gate0_pg as pg
-    from ansible.module_utils import gate0_readonly
+    from ansible.module_utils import gate0_reach, gate0_readonly
 except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
     from module_utils import gate0_pg as pg  # type: ignore[no-redef]
-    from module_utils import gate0_readonly  # type: ignore[no-redef]
+    from module_utils import gate0_reach, gate0_readonly  # type: ignore[no-redef]
 
 GateError = pg.GateError
 HAS_PSYCOPG2 = pg.HAS_PSYCOPG2
@@ -27,7 +27,7 @@ if HAS_PSYCOPG2:
     import psycopg2
     from psycopg2 import sql
 
-TARGET_KEYS = {"relation", "where", "sql", "hash", "volatile", "tables"}
+TARGET_KEYS = {"relation", "where", "sql", "rule", "hash", "volatile", "tables"}
 TABLE_KINDS = ("r", "p", "m")
 HASH_MIN_ROWS = 1000
 HASH_MAX_ROWS = 1_000_000
@@ -106,10 +106,14 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         unknown = set(spec) - TARGET_KEYS
         if unknown:
             raise Stage("options", f"checking options: target {name!r} has unknown keys {sorted(unknown)}")
-        if bool(spec.get("relation")) == bool(spec.get("sql")):
-            raise Stage("options", f"checking options: target {name!r} needs exactly one of relation or sql")
-        if spec.get("sql") and (spec.get("where") or spec.get("hash")):
+        if [bool(spec.get(k)) for k in ("relation", "sql", "rule")].count(True) != 1:
+            raise Stage("options",
+                        f"checking options: target {name!r} needs exactly one of relation, sql or rule")
+        if not spec.get("relation") and (spec.get("where") or spec.get("hash")):
             raise Stage("options", f"checking options: target {name!r}: where/hash need a relation")
+        if spec.get("rule") and (spec["rule"] not in RULE_TARGETS or spec.get("tables")):
+            raise Stage("options", f"checking options: target {name!r}: rule must be one of "
+                        f"{list(RULE_TARGETS)}, without tables; got {spec['rule']!r}")
         try:
             if spec.get("relation"):
                 pg.split_relation(spec["relation"])
@@ -311,7 +315,10 @@ def fingerprint_targets(
         rel = rels.get(name) if spec.get("relation") else None
         what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
         try:
-            counts[name] = count_target(cur, timer, name, spec, rel)
+            if spec.get("rule"):
+                counts[name] = rule_count(name, spec["rule"], result)
+            else:
+                counts[name] = count_target(cur, timer, name, spec, rel)
             if spec.get("hash"):
                 hashes[name] = hash_target(cur, timer, name, spec, rel, params, counts[name])
         except psycopg2.Error as exc:
@@ -385,21 +392,66 @@ def read_counters(cur: Any, table_oids: dict[str, int]) -> tuple[dict[str, dict[
     return counters, (row[0] if row else None)
 
 
-def idle_sessions(cur: Any) -> dict[str, Any]:
+# The one rule for production sessions idle inside a transaction, used by prod.idle_in_transaction and
+# by the `idle_in_transaction` rule target that prod.baseline compares (never copy it into vars). Such
+# a session may hold uncommitted writes that land after the fingerprint, or make them later: each one
+# is danger, except one that provably holds no write and can make none, all three of:
+#  - it logged in as current_user, the role this transaction's read-only proof just covered (that
+#    role and every role it can SET ROLE to; SET SESSION AUTHORIZATION needs a superuser, which the
+#    proof excludes). usesysid is the login role, visible for every session; the application_name,
+#    client address or backend type a session reports is never evidence;
+#  - it has no transaction id (backend_xid IS NULL): nothing written in that transaction so far (any
+#    write, to a temporary table too, assigns one, and keeps it after ROLLBACK TO SAVEPOINT);
+#  - that proof found no way to write (%(proven)s, false otherwise): it can write nothing later either.
+# Our own session reads its own role's sessions in full, so backend_xid is never hidden from it.
+IDLE_IN_TRANSACTION_TOLERATED = (
+    "(%(proven)s AND a.backend_xid IS NULL "
+    "AND a.usesysid = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user))"
+)
+# Rule targets: counts gate0 takes by its own rule (module_utils), not by SQL from vars.
+RULE_TARGETS = ("idle_in_transaction",)
+
+
+def idle_sessions(cur: Any, proven: bool) -> dict[str, Any]:
+    """Sessions idle in a transaction on this database but ours, split by the rule above into
+    `sessions` (danger) and `tolerated`; `unknown`: client sessions whose state this role cannot see.
+    `proven`: the read-only proof of current_user, taken in this transaction, found no write path."""
     cur.execute(
-        "SELECT pid, usename, application_name, client_addr::text, state, "
-        "to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "round(extract(epoch FROM now() - state_change))::int FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND state IN ('idle in transaction', 'idle in transaction (aborted)') ORDER BY pid"
+        "SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.state, "
+        "to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "greatest(0, round(extract(epoch FROM clock_timestamp() - a.state_change)))::int, "
+        f"{IDLE_IN_TRANSACTION_TOLERATED} FROM pg_catalog.pg_stat_activity AS a "
+        "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+        "AND a.state IN ('idle in transaction', 'idle in transaction (aborted)') ORDER BY a.pid",
+        {"proven": bool(proven)},
     )
     keys = ("pid", "user", "application_name", "client_addr", "state", "xact_start", "idle_s")
-    sessions = [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+    rows = [(dict(zip(keys, r[:-1], strict=True)), bool(r[-1])) for r in cur.fetchall()]
     cur.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IS NULL"
     )
-    return {"sessions": sessions, "unknown": int(cur.fetchone()[0])}
+    unknown = int(cur.fetchone()[0])
+    # A prepared transaction holds its writes like an idle one, with no session at all.
+    cur.execute(
+        "SELECT gid, owner::text, to_char(prepared AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+        "FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() ORDER BY prepared"
+    )
+    prepared = [dict(zip(("gid", "owner", "prepared"), r, strict=True)) for r in cur.fetchall()]
+    return {
+        "sessions": [s for s, tolerated in rows if not tolerated],
+        "tolerated": [s for s, tolerated in rows if tolerated],
+        "unknown": unknown,
+        "prepared": prepared,
+    }
+
+
+def rule_count(name: str, rule: str, result: dict[str, Any]) -> int:
+    """A rule target's number, from this transaction's own observation by that rule."""
+    if rule == "idle_in_transaction" and "idle_in_transaction" in result:
+        idle = result["idle_in_transaction"]
+        return len(idle["sessions"]) + len(idle.get("prepared") or [])
+    raise GateError(f"counting target {name!r}: rule {rule!r} was not observed in this transaction")
 
 
 def clone_privilege(cur: Any, clone: str) -> dict[str, Any]:
@@ -434,10 +486,10 @@ def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
         reason = re.sub(
             r"^connecting to \S+: (connection to server at .*? failed: )?(FATAL:\s+)?", "", str(exc)
         )
-        # Only a refusal for who we are proves anything (gate0_pg.authorization_refusal); a network
-        # error, a missing database or a server that cannot take us now proves nothing.
-        sqlstate = getattr(exc, "refusal", None)
-        return {"refused": True, "authorization": sqlstate is not None, "sqlstate": sqlstate,
+        # Only a refusal by authorization proves anything (gate0_reach.refusal, the rule the clone
+        # channel's mirror check uses too); a network error or a timeout proves nothing.
+        why = gate0_reach.refusal(reason)
+        return {"refused": True, "authorization": why is not None, "refused_by": why,
                 "reason": reason, "server": server}
     try:
         conn.close()
@@ -503,7 +555,7 @@ def in_transaction(
         result["read_only_proof"] = gate0_readonly.read_only_proof(
             cur, int(result["identity"]["version_num"])
         )
-        result["idle_in_transaction"] = idle_sessions(cur)
+        result["idle_in_transaction"] = idle_sessions(cur, result["read_only_proof"]["ok"])
         if params.get("clone_database"):
             result["clone_unreachable"] = clone_privilege(cur, params["clone_database"])
         timings["proof_ms"] = pg.elapsed_ms(start)

@@ -107,35 +107,6 @@ def one_line(exc: BaseException) -> str:
     return first
 
 
-# A connection attempt proves that a login cannot reach a database only when the server refused it
-# for who it is: these (English) server messages, sent with FATAL after the server read the startup
-# packet (SQLSTATE 42501 no CONNECT, 28000 no pg_hba entry / pg_hba reject / unknown or NOLOGIN role,
-# 28P01 wrong password). Anything else - a closed port, a timeout, an unknown host, a server starting
-# up or full, a database that does not exist there, a server speaking another language - proves
-# nothing: "cannot prove". libpq gives no SQLSTATE for a failed connection, hence the messages.
-AUTHORIZATION_REFUSALS = (
-    ("42501", r"permission denied for database"),
-    ("28000", r"no pg_hba\.conf entry for"),
-    ("28000", r"pg_hba\.conf rejects connection"),
-    ("28P01", r"password authentication failed for user"),
-    ("28000", r"role \".*\" does not exist"),
-    ("28000", r"role \".*\" is not permitted to log in"),
-    ("28000", r"(Ident|Peer|LDAP|RADIUS|PAM|certificate|GSSAPI|SSPI|BSD) authentication failed for user"),
-)
-
-
-def authorization_refusal(message: str) -> str | None:
-    """The SQLSTATE of the authorization refusal a failed connection's message reports, else None."""
-    text = str(message)
-    if "FATAL:" not in text:
-        return None
-    server_said = text.split("FATAL:", 1)[1]
-    for sqlstate, pattern in AUTHORIZATION_REFUSALS:
-        if re.search(pattern, server_said):
-            return sqlstate
-    return None
-
-
 def login_host(params: dict[str, Any]) -> str | None:
     """The server to connect to: the socket directory, the container's address, or login_host.
 
@@ -182,9 +153,7 @@ def connect(params: dict[str, Any]) -> Any:
     try:
         conn = psycopg2.connect(**{k: v for k, v in kwargs.items() if v is not None})
     except psycopg2.Error as exc:
-        error = GateError(f"connecting to {where}: {one_line(exc)}")
-        error.refusal = authorization_refusal(str(exc))  # type: ignore[attr-defined]
-        raise error from None
+        raise GateError(f"connecting to {where}: {one_line(exc)}") from None
     return conn
 
 

@@ -77,6 +77,8 @@ SESSION_EXTENSION_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "pg_background": ("pg_background_launch",),
 }
 DETAIL_LIMIT = 8
+# How many SECURITY DEFINER hops are followed (a definer's owner running another definer ...).
+DEFINER_DEPTH = 3
 
 # A finding's item: (text naming the object and the role, the role(s) it holds through, '/'-joined).
 Item = tuple[str, str]
@@ -106,13 +108,17 @@ def _rows(cur: Any, query: str, params: dict[str, Any]) -> list[tuple]:
     return cur.fetchall()
 
 
-def role_closure(cur: Any) -> list[dict[str, Any]]:
-    """current_user and every role it is a member of (direct or inherited, any INHERIT/SET option)."""
+def role_closure(cur: Any, role_oid: int | None = None) -> list[dict[str, Any]]:
+    """A role (default current_user) and every role it is a member of (direct or inherited, any
+    INHERIT/SET option), the role itself first."""
     cols = ", ".join(f"r.{c}" for c in ROLE_ATTRIBUTES.values())
+    who = "current_user" if role_oid is None else "%(role)s::oid"
+    me = "r.rolname = current_user" if role_oid is None else "r.oid = %(role)s::oid"
     cur.execute(
-        f"SELECT r.oid::bigint, r.rolname, r.rolname = current_user, {cols} FROM pg_roles AS r "
-        "WHERE r.rolname = current_user OR pg_has_role(current_user, r.oid, 'MEMBER') "
-        "ORDER BY r.rolname = current_user DESC, r.rolname"
+        f"SELECT r.oid::bigint, r.rolname, {me}, {cols} FROM pg_roles AS r "
+        f"WHERE {me} OR pg_has_role({who}, r.oid, 'MEMBER') "
+        f"ORDER BY {me} DESC, r.rolname",
+        {"role": role_oid},
     )
     out = []
     for row in cur.fetchall():
@@ -166,7 +172,7 @@ def _column_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
     return [(f"{col} ({priv} as {who})", who) for col, priv, who in rows]
 
 
-def _ownership(cur: Any, p: dict[str, Any]) -> list[Item]:
+def _ownership(cur: Any, p: dict[str, Any], functions: bool = True) -> list[Item]:
     rows = _rows(
         cur,
         """
@@ -178,8 +184,9 @@ def _ownership(cur: Any, p: dict[str, Any]) -> list[Item]:
             UNION ALL SELECT 'function', oid::regprocedure::text, proowner FROM pg_proc
             UNION ALL SELECT 'large object', oid::text, lomowner FROM pg_largeobject_metadata
         ) AS o JOIN roles AS r ON r.oid = o.owner
+        WHERE %(functions)s OR kind <> 'function'
         ORDER BY 1, 2 LIMIT 200""",
-        p,
+        {**p, "functions": functions},
     )
     return [(f"{kind} {name} (owned by {who})", who) for kind, name, who in rows]
 
@@ -217,33 +224,67 @@ def _sequence_privileges(cur: Any, p: dict[str, Any]) -> list[Item]:
     return [(f"{seq} ({priv} as {who})", who) for seq, priv, who in rows]
 
 
-def _security_definer(cur: Any, p: dict[str, Any], version: int) -> list[Item]:
-    """EXECUTE on SECURITY DEFINER functions whose owner can write (owner = the function's power)."""
-    privs = [
-        k
-        for k, v in TABLE_WRITE_PRIVILEGES.items()
-        if version >= v and k in ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "MAINTAIN")
-    ]
+def _security_definer(cur: Any, p: dict[str, Any], version: int, depth: int = DEFINER_DEPTH,
+                      cache: dict[int, str | None] | None = None) -> list[Item]:
+    """EXECUTE on SECURITY DEFINER functions whose owner can write: the owner is judged by the same
+    write paths as the login role (`owner_write_path`), so a definer owned by a read-only role is fine."""
+    cache = {} if cache is None else cache
     rows = _rows(
         cur,
         """
-        SELECT f.oid::regprocedure::text, pg_get_userbyid(f.proowner), string_agg(DISTINCT r.rolname, '/')
+        SELECT f.oid::regprocedure::text, f.proowner::bigint, pg_get_userbyid(f.proowner),
+               string_agg(DISTINCT r.rolname, '/')
         FROM pg_proc AS f CROSS JOIN roles AS r
         WHERE f.prosecdef AND has_function_privilege(r.oid, f.oid, 'EXECUTE')
-          AND (EXISTS (SELECT 1 FROM pg_roles AS o WHERE o.oid = f.proowner
-                       AND (o.rolsuper OR o.rolcreaterole OR o.rolcreatedb OR o.rolbypassrls))
-               OR EXISTS (SELECT 1 FROM pg_class AS c WHERE c.relowner = f.proowner)
-               OR EXISTS (SELECT 1 FROM pg_namespace AS n WHERE n.nspowner = f.proowner)
-               OR has_database_privilege(f.proowner, current_database(), 'CREATE')
-               OR EXISTS (SELECT 1 FROM pg_namespace AS n
-                          WHERE has_schema_privilege(f.proowner, n.oid, 'CREATE'))
-               OR EXISTS (SELECT 1 FROM pg_class AS c CROSS JOIN unnest(%(privs)s::text[]) AS pr(priv)
-                          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                            AND has_table_privilege(f.proowner, c.oid, pr.priv)))
-        GROUP BY 1, 2 ORDER BY 1 LIMIT 200""",
-        {**p, "privs": privs},
+          AND f.proowner <> ALL(%(roles)s::oid[])
+        GROUP BY 1, 2, 3 ORDER BY 1 LIMIT 200""",
+        p,
     )
-    return [(f"{fn} (owner {owner}, EXECUTE as {who})", who) for fn, owner, who in rows]
+    out: list[Item] = []
+    for fn, owner_oid, owner, who in rows:
+        if owner_oid not in cache:
+            cache[owner_oid] = owner_write_path(cur, owner_oid, version, depth, cache)
+        if cache[owner_oid]:
+            out.append((f"{fn} (owner {owner} can write: {cache[owner_oid]}; EXECUTE as {who})", who))
+    return out
+
+
+def owner_write_path(cur: Any, owner_oid: int, version: int, depth: int,
+                     cache: dict[int, str | None]) -> str | None:
+    """The first way a SECURITY DEFINER function's owner could write, or None when it cannot.
+
+    The same write paths as the login role's, except owning functions (a definer's owner owns at
+    least that function; replacing its own code is not a write to production's data). Definer chains
+    are followed `depth` levels; a deeper chain counts as a write (fail closed).
+    """
+    roles = role_closure(cur, owner_oid)
+    for r in roles:
+        for attr in ROLE_ATTRIBUTES:
+            if r[attr]:
+                return f"{attr.upper()} (held by {r['name']})"
+    p = {"roles": [r["oid"] for r in roles]}
+    items = (
+        _table_privileges(cur, p, version)
+        + _column_privileges(cur, p)
+        + _ownership(cur, p, functions=False)
+        + _create_privileges(cur, p)[0]
+        + _sequence_privileges(cur, p)
+        + _large_objects(cur, p, version)[1]
+        + session_extension_items(cur, p)
+        + _user_mappings(cur, p)
+        + _parameter_privileges(cur, p, version)
+    )
+    if depth > 0:
+        cache.setdefault(owner_oid, None)  # a cycle of definers adds nothing new
+        items += _security_definer(cur, p, version, depth - 1, cache)
+    elif _rows(cur, " SELECT 1 FROM pg_proc AS f CROSS JOIN roles AS r WHERE f.prosecdef "
+               "AND f.proowner <> ALL(%(roles)s::oid[]) AND has_function_privilege(r.oid, f.oid, 'EXECUTE') "
+               "LIMIT 1", p):
+        return f"SECURITY DEFINER chain deeper than {DEFINER_DEPTH} (not followed)"
+    writers = _writer_roles(roles, items, version)
+    if items:
+        return items[0][0]
+    return writers[0] if writers else None
 
 
 def _large_objects(cur: Any, p: dict[str, Any], version: int) -> tuple[dict[str, Any], list[Item]]:
@@ -277,7 +318,8 @@ def _large_objects(cur: Any, p: dict[str, Any], version: int) -> tuple[dict[str,
     return finding, items
 
 
-def _session_extensions(cur: Any, p: dict[str, Any]) -> list[Item]:
+def session_extension_items(cur: Any, p: dict[str, Any]) -> list[Item]:
+    """EXECUTE on functions of extensions that open their own sessions (`p['roles']`: role oids)."""
     items = []
     for ext, functions in SESSION_EXTENSION_FUNCTIONS.items():
         rows = _rows(
@@ -363,7 +405,7 @@ def read_only_proof(cur: Any, version: int) -> dict[str, Any]:
     seqs = _sequence_privileges(cur, p)
     secdef = _security_definer(cur, p, version)
     lobj, lo_items = _large_objects(cur, p, version)
-    sessions = _session_extensions(cur, p)
+    sessions = session_extension_items(cur, p)
     mappings = _user_mappings(cur, p)
     params = _parameter_privileges(cur, p, version)
     writers = _writer_roles(

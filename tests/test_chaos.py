@@ -434,7 +434,7 @@ REFUSALS = [
     ('could not translate host name "nowhere" to address: Name or service not known', False),
     ('connection to server at "h", port 5432 failed: server closed the connection unexpectedly', False),
     ('connection to server on socket "/x/.s.PGSQL.5432" failed: No such file or directory', False),
-    ('connection to server at "h", port 5432 failed: FATAL:  database "c" does not exist', False),
+    ('connection to server at "h", port 5432 failed: FATAL:  database "c" does not exist', True),
     ('connection to server at "h", port 5432 failed: FATAL:  the database system is starting up', False),
     ('connection to server at "h", port 5432 failed: FATAL:  sorry, too many clients already', False),
     ("FATAL:  Zugriff verweigert für Datenbank »c«", False),  # a localized server: cannot tell, not proven
@@ -443,7 +443,7 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("message", "refusal"), REFUSALS)
 def test_authorization_refusal_is_told_from_other_failures(message: str, refusal: bool) -> None:
-    from module_utils.gate0_pg import authorization_refusal
+    from module_utils.gate0_reach import refusal as authorization_refusal
 
     assert (authorization_refusal(message) is not None) is refusal
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from conftest import CLONE_DB, PROD_DB, Lab, run_playbook
 
-CLONE_IDS = ["clone.name_pattern", "clone.not_production", "clone.foreign_sessions", "clone.app_binding",
+CLONE_IDS = ["clone.name_pattern", "clone.not_production", "clone.production_unreachable",
+             "clone.foreign_sessions", "clone.app_binding", "clone.outbound_links",
              "clone.dispatch_disabled", "clone.outbox_guard", "clone.worker_lease", "clone.seed_present",
              "clone.coverage", "clone.candidate_state", "clone.rollback_plan", "disk.headroom"]
 

@@ -111,3 +111,26 @@ def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
                          "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
     assert apply.returncode == 0, apply.stdout[-3000:]
     assert "1 statement(s), rolled back" in " ".join(apply.stdout.split())
+
+
+def test_refresh_leaves_production_outbound_links_behind(lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    """Production has a foreign server with a user mapping (for the app, not the read-only role): the
+    copy leaves it, its wrapper's extension and its mappings out, and the gate on the new clone proves
+    there is no outbound link."""
+    if not lab.scalar("postgres", "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgres_fdw'"):
+        pytest.skip("postgres_fdw is not available on this server")
+    try:
+        lab.execute(PROD_DB, "CREATE EXTENSION postgres_fdw")
+        lab.execute(PROD_DB, "CREATE SERVER gate0_t_srv FOREIGN DATA WRAPPER postgres_fdw "
+                             "OPTIONS (host '127.0.0.1', dbname 'elsewhere')")
+        lab.execute(PROD_DB, "CREATE USER MAPPING FOR directus SERVER gate0_t_srv OPTIONS (user 'x')")
+        r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                         "-e", f"gate0_report_dir={tmp_path}", timeout=400)
+    finally:
+        lab.execute(PROD_DB, "DROP EXTENSION IF EXISTS postgres_fdw CASCADE")
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert lab.scalar(new_clone, "SELECT count(*) FROM pg_foreign_server") == 0
+    assert lab.scalar(new_clone, "SELECT count(*) FROM pg_extension WHERE extname = 'postgres_fdw'") == 0
+    last = json.loads(sorted(tmp_path.glob("gate0-*.json"))[-1].read_text())
+    links = next(c for c in last["checks"] if c["id"] == "clone.outbound_links")
+    assert links["status"] == "pass" and last["clone"]["database"] == new_clone, links

@@ -40,7 +40,7 @@ def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rec = {"passed": True, "run_id": "test", "checked_at": now, "host": "lab",
            "gates": ["prod", "clone", "disk"],
-           "production": {"database": PROD_DB, "digest": None, "counts": {}},
+           "production": {"database": PROD_DB, "digest": "f" * 64, "counts": {}},
            "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, "checks": []}
     rec.update(over)
     return receipt.sign(rec, lab.password("gate0_receipt"))
@@ -65,10 +65,18 @@ def cursor_rows(lab: Lab) -> int:
 
 def test_unit_target_and_gate0_rules() -> None:
     now = datetime.datetime(2026, 6, 2, 12, 0, tzinfo=datetime.UTC)
-    with pytest.raises(clone_sql.GateError, match="does not match the clone rule"):
-        clone_sql.check_target("directus", "directus_gov_test_", [])
+    rule = {"clone_name_prefix": "directus_gov_test_", "production_databases": [],
+            "clone_name_prefix_min_length": 8, "clone_name_suffix_regex": "[0-9]{8}"}
+    with pytest.raises(clone_sql.GateError, match="does not start with the prefix"):
+        clone_sql.check_target({**rule, "login_db": "directus"})
     with pytest.raises(clone_sql.GateError, match="is a production database"):
-        clone_sql.check_target("directus_gov_test_x", "directus_gov_test_", ["directus_gov_test_x"])
+        clone_sql.check_target({**rule, "login_db": "directus_gov_test_x",
+                                "production_databases": ["directus_gov_test_x"]})
+    with pytest.raises(clone_sql.GateError, match="does not match"):  # the suffix rule, as the gate's
+        clone_sql.check_target({**rule, "login_db": "directus_gov_test_x"})
+    with pytest.raises(clone_sql.GateError, match="shorter than 8"):
+        clone_sql.check_target({**rule, "login_db": "dir_1", "clone_name_prefix": "dir_"})
+    clone_sql.check_target({**rule, "login_db": "directus_gov_test_20260602"})
     ok = {"passed": True, "checked_at": "2026-06-02T11:30:00Z"}
     assert clone_sql.gate0_age_problem(ok, 3600, now) is None
     assert "older than max_age 600" in clone_sql.gate0_age_problem(ok, 600, now)
@@ -99,8 +107,8 @@ def test_rollback_mode_is_residue_free(lab: Lab) -> None:
 def test_refuses_a_production_database_before_connecting(lab: Lab) -> None:
     res = adhoc(lab, login_db=PROD_DB, statements=["SELECT 1"])
     assert res["failed"] is True
-    assert res["msg"] == ("clone_sql on directus: checking the target: 'directus' does not match the clone "
-                          "rule 'directus_gov_test_'")
+    assert res["msg"] == ("clone_sql on directus: checking the target: the clone database 'directus' is a "
+                          "production database name")
 
 
 def test_a_failing_statement_names_it_and_leaves_nothing(lab: Lab) -> None:

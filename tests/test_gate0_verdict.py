@@ -124,7 +124,8 @@ def test_play_stats_single_and_several_hosts() -> None:
 
 
 def test_require_problems() -> None:
-    good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"}}
+    good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"},
+            "production": {"digest": "d" * 64}}
     assert gv.gate0_require_problems(good, "c_1") == []
     assert "no gate0 record" in gv.gate0_require_problems(None, "c_1")[0]
     assert "did not pass" in gv.gate0_require_problems({**good, "passed": False}, "c_1")[0]
@@ -134,6 +135,21 @@ def test_require_problems() -> None:
 
 def test_redact_masks_every_secret_longest_first() -> None:
     assert ga.redact("a pw123 b pw1234", ["pw123", "pw1234"]) == "a ******** b ********"
+
+
+def test_report_never_replaces_another(tmp_path: Path) -> None:
+    """The same host gated twice in one second (two jobs, two clones): both reports are kept."""
+    first = ga.write_new(str(tmp_path), "gate0-db1-20260602T120000Z", {"json": "1", "md": "one"}, 0o640)
+    (tmp_path / "gate0-db1-20260602T120000Z-2.md").write_text("not ours")  # a name half taken
+    second = ga.write_new(str(tmp_path), "gate0-db1-20260602T120000Z", {"json": "2", "md": "two"}, 0o640)
+    assert first["json"].endswith("gate0-db1-20260602T120000Z.json")
+    assert second == {"json": str(tmp_path / "gate0-db1-20260602T120000Z-3.json"),
+                      "md": str(tmp_path / "gate0-db1-20260602T120000Z-3.md")}
+    assert [Path(first[e]).read_text() for e in ("json", "md")] == ["1", "one"]
+    assert [Path(second[e]).read_text() for e in ("json", "md")] == ["2", "two"]
+    assert (tmp_path / "gate0-db1-20260602T120000Z-2.md").read_text() == "not ours"
+    assert not (tmp_path / "gate0-db1-20260602T120000Z-2.json").exists()
+    assert not list(tmp_path.glob(".gate0-*")) and oct(Path(second["md"]).stat().st_mode)[-3:] == "640"
 
 
 def _reports(report_dir: Path) -> list[Path]:
@@ -193,7 +209,7 @@ def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: L
             assert lab.password(role) not in text, (path, role)
     # The last thing on screen before the recap: the failed checks, one line each.
     tail = r.stdout[r.stdout.rindex("fatal: [lab]"):]
-    assert re.search(r"gate0 FAIL on lab: \d+ of 19 checks failed", tail)
+    assert re.search(r"gate0 FAIL on lab: \d+ of 22 checks failed", tail)
     assert "\n        prod.allowlist: not run" in tail
 
 

@@ -27,6 +27,7 @@ PROD_IDS = [
     "prod.read_only_session",
     "prod.role_cannot_write",
     "prod.clone_unreachable",
+    "prod.fingerprint",
     "prod.baseline",
     "prod.idle_in_transaction",
     "prod.targets_quiet",
@@ -252,6 +253,86 @@ def test_module_sql_target_and_where(lab: Lab, capsys: pytest.CaptureFixture[str
     assert result["target_tables"]["answer"] == ["dot_tools"]
 
 
+# --- the one rule for sessions idle in a transaction (prod.idle_in_transaction and the idle_in_txn
+# target that prod.baseline compares: gate0_fingerprint.IDLE_IN_TRANSACTION_TOLERATED) -----------
+
+IDLE_TARGETS = {"idle_in_txn": DEFAULTS["gate0_production_targets"]["idle_in_txn"]}
+
+
+def idle_run(lab: Lab, capsys: pytest.CaptureFixture[str], *statements: str,
+             user: str | None = RO) -> tuple[int, dict, dict]:
+    """The module run while another session sits idle in its transaction after `statements`:
+    that session's pid, the module's result and the prod.idle_in_transaction record."""
+    with session(lab, PROD_DB, *statements, user=user) as conn:
+        pid = conn.get_backend_pid()
+        result = run_module(module_args(lab, targets=IDLE_TARGETS, baseline={"idle_in_txn": 0}), capsys)
+    assert not result.get("failed"), result.get("msg")
+    return pid, result, prod_checks.check_idle(result)
+
+
+def test_idle_read_only_role_without_xid_is_tolerated(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another gate's fingerprint: the proven read-only role, idle in a READ ONLY transaction, no xid."""
+    pid, result, check = idle_run(
+        lab, capsys, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "SET application_name = 'gate0'", "SELECT count(*) FROM dot_tools")
+    idle = result["idle_in_transaction"]
+    assert [s["pid"] for s in idle["tolerated"]] == [pid] and idle["sessions"] == []
+    assert result["counts"]["idle_in_txn"] == 0 and result["baseline"]["matches"]
+    assert check["status"] == "pass"
+    assert check["message"] == (
+        "no idle-in-transaction session that could hold or make writes; 1 tolerated: the role "
+        f"context_pack_readonly, proven unable to write in this run, with no transaction id (pid {pid})")
+
+
+IDLE_DANGERS = [
+    # (what, the session's statements, its login: None = the superuser)
+    ("read-only role holding a transaction id", ["SELECT pg_current_xact_id()"], RO),
+    ("app role calling itself gate0", ["SET application_name = 'gate0'", "SELECT 1"], "directus"),
+    ("superuser SET ROLE to the read-only role",
+     [f"SET ROLE {RO}", "SET application_name = 'gate0'", "SELECT 1"], None),
+]
+
+
+@pytest.mark.parametrize(("what", "statements", "user"), IDLE_DANGERS, ids=[d[0] for d in IDLE_DANGERS])
+def test_idle_session_that_could_write_fails_both(
+    lab: Lab, capsys: pytest.CaptureFixture[str], what: str, statements: list[str], user: str | None
+) -> None:
+    """Neither application_name nor SET ROLE is evidence: only the login role, its xid and the proof."""
+    pid, result, check = idle_run(lab, capsys, *statements, user=user)
+    idle = result["idle_in_transaction"]
+    assert [s["pid"] for s in idle["sessions"]] == [pid] and idle["tolerated"] == [], what
+    assert result["counts"]["idle_in_txn"] == 1 and not result["baseline"]["matches"]
+    assert check["status"] == "fail"
+    assert check["message"].startswith(f"1 idle-in-transaction session(s) on production: pid {pid} (")
+
+
+def test_idle_read_only_role_not_proven_is_not_tolerated(
+    fresh_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same session as another gate's, but the role can write now: nothing is tolerated."""
+    fresh_lab.execute(PROD_DB, f"GRANT INSERT ON directus_flows TO {RO}")
+    pid, result, check = idle_run(fresh_lab, capsys, "SELECT 1")
+    assert not result["read_only_proof"]["ok"]
+    assert [s["pid"] for s in result["idle_in_transaction"]["sessions"]] == [pid]
+    assert result["counts"]["idle_in_txn"] == 1 and check["status"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("spec", "msg"),
+    [
+        ({"rule": "every_session"}, "rule must be one of ['idle_in_transaction'], without tables"),
+        ({"rule": "idle_in_transaction", "sql": "SELECT 0"}, "needs exactly one of relation, sql or rule"),
+        ({"rule": "idle_in_transaction", "hash": True}, "where/hash need a relation"),
+    ],
+)
+def test_module_rule_target_refused_before_connecting(
+    lab: Lab, capsys: pytest.CaptureFixture[str], spec: dict, msg: str
+) -> None:
+    result = run_module(module_args(lab, login_port=1, targets={"idle": spec}), capsys)
+    assert result["failed"] and result["failed_stage"] == "options"
+    assert msg in result["msg"] and "session" not in result
+
+
 HASH_TABLES = [
     # A plain table hashed through a filter, and a partitioned one (its leaves share the block ranges).
     ("CREATE TABLE gate0_hash_plain (id int PRIMARY KEY, kind text, body text); "
@@ -428,7 +509,7 @@ def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path)
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
     # The fingerprint stopped before its end: the writers' check has no end to compare either.
-    assert only_failed(checks) == ["prod.baseline", "prod.targets_quiet"]
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.targets_quiet"]
     assert "writers not observed" in checks["prod.targets_quiet"]["message"]
     assert (
         "fingerprinting target 'inventory' (governance_object_inventory)"
@@ -445,7 +526,8 @@ def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path
         took = time.monotonic() - start
         pid = holder.get_backend_pid()
     # The lock holder sits idle in its transaction: that check names it too.
-    assert only_failed(checks) == ["prod.baseline", "prod.idle_in_transaction", "prod.targets_quiet"]
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.idle_in_transaction",
+                                   "prod.targets_quiet"]
     assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
     assert f"dot_tools: pid {pid} (postgres, -, idle in transaction) holds AccessExclusiveLock at the start" \
         in checks["prod.targets_quiet"]["message"]

@@ -263,7 +263,7 @@ def test_the_gate_signs_a_receipt_and_reports_the_decisions(lab: Lab, gated: dic
 def test_a_genuine_receipt_lets_the_mutation_proceed(lab: Lab, gated: dict[str, Any], tmp_path: Path) -> None:
     r = apply(tmp_path, gated["record"])
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "gate0 required: 3 clone checks pass now (receipt verified)" in flat(r.stdout)
+    assert "gate0 required: 5 clone checks pass now (receipt verified)" in flat(r.stdout)
     assert "1 statement(s), rolled back" in flat(r.stdout)
 
 
@@ -319,7 +319,7 @@ def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_pa
     ok = apply(tmp_path, hand_made, "-e", "gate0_receipt_secret=")
     assert ok.returncode == 0, ok.stdout[-3000:]
     assert "gate0 receipt NOT verified: no gate0_receipt_secret (nor GATE0_RECEIPT_SECRET)" in flat(ok.stdout)
-    assert "gate0 required: 11 clone checks pass now (whole clone gate re-run, receipt not verified)" in \
+    assert "gate0 required: 13 clone checks pass now (whole clone gate re-run, receipt not verified)" in \
         flat(ok.stdout)
     assert "1 statement(s), rolled back" in flat(ok.stdout)
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "

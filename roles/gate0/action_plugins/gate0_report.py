@@ -38,19 +38,55 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def write_atomic(path: str, text: str, mode: int) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a report."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".gate0-", dir=directory)
+# A report is evidence: one never replaces another. The same host gated twice in one second (two jobs
+# for two clones behind one inventory host) gets the first free name of <basename>-2, -3, ...
+MAX_NAMES = 100
+
+
+def _claim(path: str, text: str, mode: int) -> bool:
+    """Write `text` to `path` unless that name exists (False then); a reader never sees half of it.
+
+    Written to a temporary file beside it, then hard-linked to the name (which fails on an existing
+    name); where hard links are not supported, the name is reserved with O_EXCL and the file renamed
+    over that reservation.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".gate0-", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def write_new(directory: str, basename: str, texts: dict[str, str], mode: int) -> dict[str, str]:
+    """<basename>.<ext> for each ext of `texts`, under the first name free for all of them
+    (<basename>, <basename>-2, ...): no existing file is replaced. Returns ext -> path."""
+    for n in range(1, MAX_NAMES + 1):
+        name = basename if n == 1 else f"{basename}-{n}"
+        paths = {ext: os.path.join(directory, f"{name}.{ext}") for ext in texts}
+        claimed: list[str] = []
+        for ext, path in paths.items():
+            if not _claim(path, texts[ext], mode):
+                break
+            claimed.append(path)
+        else:
+            return paths
+        for path in claimed:  # a name half taken: give ours back, try the next
+            os.unlink(path)
+    raise FileExistsError(f"{basename} to {basename}-{MAX_NAMES} are all taken")
 
 
 class ActionModule(ActionBase):
@@ -71,15 +107,13 @@ class ActionModule(ActionBase):
                            f"basename={basename!r}"}
         mode = int(str(args.get("mode") or "0640"), 8)
         secrets = _secrets(self._templar, list(args.get("redact_vars") or DEFAULT_REDACT_VARS))
-        paths = {ext: os.path.join(directory, f"{basename}.{ext}") for ext in ("json", "md")}
         texts = {
             "json": json.dumps(args.get("report") or {}, indent=2, sort_keys=False, default=str) + "\n",
             "md": str(args.get("markdown") or ""),
         }
         try:
             os.makedirs(directory, mode=0o750, exist_ok=True)
-            for ext, path in paths.items():
-                write_atomic(path, redact(texts[ext], secrets), mode)
+            paths = write_new(directory, basename, {e: redact(t, secrets) for e, t in texts.items()}, mode)
         except OSError as exc:
             return {**result, "failed": True, "changed": False,
                     "msg": f"gate0_report: writing the reports in {directory}: {exc.strerror or exc}"}

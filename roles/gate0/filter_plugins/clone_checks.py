@@ -147,7 +147,72 @@ def _sections(result: dict[str, Any], *names: str) -> str | None:
     for n in names:
         if errors.get(n):
             return errors[n]
+        if result.get(n) is None:
+            return f"not observed: the clone part returned no {n!r} section"
     return None
+
+
+def _listed(items: list[str]) -> str:
+    more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+    return "; ".join(items[:MAX_LISTED]) + more
+
+
+def check_production_unreachable(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    """The clone channel reaches the clone only: no catalog path to production or the server beneath
+    it, and a connection to each production/allowlisted database with its credentials is refused."""
+    cid = "clone.production_unreachable"
+    names = production_names(s)
+    expected = {"paths": [], "attempts": "each refused by authorization", "databases": names}
+    why = _sections(result, "reach")
+    if why:
+        return record(cid, False, None, expected, why)
+    reach = result["reach"]
+    attempts = reach.get("attempts") or []
+    observed = {"login": reach.get("login"), "roles": reach.get("roles"), "findings": reach.get("findings"),
+                "databases_here": reach.get("databases_here"), "attempts": attempts}
+    problems = []
+    for a in attempts:
+        if a.get("refused") is False:
+            problems.append(f"a connection to {a.get('database')} on {a.get('server')} with the clone "
+                            "channel's credentials was ACCEPTED (closed at once)")
+        elif a.get("refused") is not True:
+            problems.append(f"cannot prove {a.get('database')} on {a.get('server')} refuses the clone "
+                            f"channel: {a.get('reason')}")
+    if not attempts:
+        problems.append("no connection attempt made (no production database named)")
+    problems += [f["text"] for f in reach.get("findings") or []]
+    if problems:
+        return record(cid, False, observed, expected,
+                      f"the clone channel ({reach.get('login')}) can reach beyond the clone: "
+                      f"{_listed(problems)}")
+    refused = ", ".join(f"{a['database']} ({str(a.get('reason')).split(':')[0]})" for a in attempts)
+    return record(cid, True, observed, expected,
+                  f"{reach.get('login')} (roles: {', '.join(reach.get('roles') or [])}) has no CONNECT, "
+                  f"ownership, reaching attribute or membership toward {', '.join(names)}; "
+                  f"attempts refused: {refused}")
+
+
+def check_outbound_links(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    """Nothing in the clone can open a connection outward, except what the profile allows by name."""
+    cid = "clone.outbound_links"
+    allow = [str(a) for a in (((s.get("profile") or {}).get("outbound_links") or {}).get("allow") or [])]
+    expected = {"links": [], "allowed_by_name": allow}
+    why = _sections(result, "outbound")
+    if why:
+        return record(cid, False, None, expected, why)
+    out = result["outbound"]
+    findings = (out.get("findings") or []) + (out.get("not_visible") or [])
+    bad = [f for f in findings if f.get("name") not in allow]
+    allowed = [f for f in findings if f.get("name") in allow]
+    observed = {"findings": out.get("findings"), "not_visible": out.get("not_visible"),
+                "cron": out.get("cron"), "allowed": [f["text"] for f in allowed]}
+    if bad:
+        return record(cid, False, observed, expected,
+                      f"{len(bad)} outbound link(s) from the clone: {_listed([f['text'] for f in bad])}")
+    note = f"; allowed by name: {_listed([f['text'] for f in allowed])}" if allowed else ""
+    return record(cid, True, observed, expected,
+                  "no foreign server, user mapping, dblink function, subscription, logical slot or "
+                  f"walsender; pg_cron: {out.get('cron')}{note}")
 
 
 def _session_line(r: dict[str, Any]) -> str:
@@ -387,9 +452,9 @@ def check_rollback_plan(_result: dict[str, Any], s: dict[str, Any]) -> Record:
                   f"plan file {path} ({observed['chars']} chars)")
 
 
-CHECKS = (check_name_pattern, check_not_production, check_foreign_sessions, check_app_binding, check_dispatch,
-          check_outbox_guard, check_worker_lease, check_seed, check_coverage, check_candidates,
-          check_rollback_plan)
+CHECKS = (check_name_pattern, check_not_production, check_production_unreachable, check_foreign_sessions,
+          check_app_binding, check_dispatch, check_outbound_links, check_outbox_guard, check_worker_lease,
+          check_seed, check_coverage, check_candidates, check_rollback_plan)
 
 
 # --- the final re-check: the evidence covers the whole clone check, not its first millisecond -------
@@ -448,7 +513,7 @@ def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) 
     """The clone part of the report: what was observed (no secrets; the module returns none)."""
     r = result or {}
     keys = ("identity", "sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates",
-            "final", "errors", "timings")
+            "reach", "outbound", "final", "errors", "timings")
     out = {k: r.get(k) for k in keys}
     out["database"] = settings.get("database")
     out["error"] = r.get("msg") if r.get("failed") else None

@@ -241,6 +241,8 @@ def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
     missing = [g for g in ALL_GATES if g not in (gate0.get("gates") or ALL_GATES)]
     if missing:
         out.append(f"gate0 ran without gate(s) {', '.join(missing)} (gate0_gates={gate0.get('gates')!r})")
+    if not (gate0.get("production") or {}).get("digest"):
+        out.append("gate0 record has no production digest (no complete entry fingerprint)")
     clone = (gate0.get("clone") or {}).get("database")
     if clone != clone_database:
         out.append(f"gate0 was for clone {clone!r}, not gate0_clone_database {clone_database!r}")

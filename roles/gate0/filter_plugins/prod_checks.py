@@ -182,8 +182,34 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
         observed,
         expected,
         f"no CONNECT on {clone_db}{where}; connection attempt refused by the server "
-        f"({attempt.get('sqlstate')}): {attempt.get('reason')}",
+        f"({attempt.get('refused_by')}): {attempt.get('reason')}",
     )
+
+
+def check_fingerprint(result: dict[str, Any], targets: dict[str, Any] | None) -> dict[str, Any]:
+    """Every target counted (and hashed where asked) in the one snapshot, and a digest: else FAIL,
+    whatever the baseline says (an empty baseline never turns a missing fingerprint into a pass)."""
+    cid = "prod.fingerprint"
+    counts, hashes = result.get("counts") or {}, result.get("hashes") or {}
+    wanted = dict(targets) if targets is not None else {n: {"hash": n in hashes} for n in counts}
+    expected = {"targets": sorted(wanted), "hashed": sorted(n for n, t in wanted.items()
+                                                            if isinstance(t, dict) and t.get("hash")),
+                "digest": "present"}
+    observed = {"counted": sorted(counts), "hashed": sorted(hashes), "digest": result.get("digest")}
+    if result.get("failed_stage") or result.get("failed"):
+        return _record(cid, False, observed, expected, f"no complete fingerprint: {_reason(result)}")
+    if not wanted:
+        return _record(cid, False, observed, expected,
+                       "no production targets configured (gate0_production_targets)")
+    problems = [f"target {n}: not counted" for n in wanted if n not in counts]
+    problems += [f"target {n}: not hashed" for n in expected["hashed"] if n not in hashes]
+    if not result.get("digest"):
+        problems.append("no digest")
+    if problems:
+        return _record(cid, False, observed, expected, "incomplete fingerprint: " + _join(problems))
+    return _record(cid, True, observed, expected,
+                   f"{len(counts)} targets counted, {len(hashes)} hashed in one snapshot; "
+                   f"digest {str(result['digest'])[:12]}")
 
 
 def check_baseline(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -207,13 +233,21 @@ def check_baseline(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str
 
 
 def check_idle(result: dict[str, Any]) -> dict[str, Any]:
+    """Which sessions count is the module's one rule (gate0_fingerprint.IDLE_IN_TRANSACTION_TOLERATED)."""
     cid = "prod.idle_in_transaction"
     idle = result.get("idle_in_transaction")
     expected = {"sessions": 0, "unknown": 0}
     if idle is None:
         return _record(cid, False, None, expected, f"sessions not inspected: {_reason(result)}")
     sessions = idle.get("sessions") or []
-    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0)}
+    tolerated = idle.get("tolerated") or []
+    prepared = idle.get("prepared") or []
+    observed = {"sessions": sessions, "unknown": idle.get("unknown", 0), "tolerated": tolerated,
+                "prepared": prepared}
+    if prepared:
+        listed = [f"{p.get('gid')!r} by {p.get('owner')} since {p.get('prepared')}" for p in prepared]
+        return _record(cid, False, observed, expected,
+                       f"{len(prepared)} prepared transaction(s) on production hold writes: " + _join(listed))
     if sessions:
         listed = [
             f"pid {s['pid']} ({s.get('user')}, {s.get('application_name') or '-'}, idle {s.get('idle_s')} s)"
@@ -234,7 +268,16 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
             expected,
             f"cannot see the state of {idle['unknown']} session(s): the role needs pg_read_all_stats",
         )
-    return _record(cid, True, observed, expected, "no idle-in-transaction session besides ours")
+    also = ""
+    if tolerated:
+        role = (result.get("read_only_proof") or {}).get("role")
+        also = (
+            f"; {len(tolerated)} tolerated: the role {role}, proven unable to write in this run, "
+            "with no transaction id (" + _join([f"pid {s['pid']}" for s in tolerated]) + ")"
+        )
+    return _record(
+        cid, True, observed, expected, f"no idle-in-transaction session that could hold or make writes{also}"
+    )
 
 
 def writes_seen(result: dict[str, Any]) -> list[str] | None:
@@ -280,15 +323,17 @@ def check_quiet(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def gate0_prod_checks(
-    result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any]
+    result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any],
+    targets: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The seven prod.* records from one pg_fingerprint result (failed or not) and the vars."""
+    """The prod.* records from one pg_fingerprint result (failed or not) and the vars."""
     result = result or {}
     return [
         check_allowlist(result, allowed, login_db, clone_db),
         check_session(result),
         check_role(result),
         check_clone(result, clone_db),
+        check_fingerprint(result, targets),
         check_baseline(result, baseline or {}),
         check_idle(result),
         check_quiet(result),

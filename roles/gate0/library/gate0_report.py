@@ -8,6 +8,9 @@ short_description: Write gate0's JSON and Markdown reports on the controller
 description:
   - Writes C(<dir>/<basename>.json) (the report dict as JSON) and C(<dir>/<basename>.md) (the given
     Markdown) atomically on the Ansible controller, creating O(dir) when missing.
+  - Never replaces an existing report. When either name is taken (the same host gated twice in one
+    second), both files get the first free name of C(<basename>-2), C(<basename>-3), ... (up to 100);
+    RV(json_path) and RV(md_path) say which.
   - Every value of the variables named in O(redact_vars) is replaced by C(********) in both files
     before they are written, so a password can never reach a report.
   - Never reports changed; runs in check mode too (the reports are evidence of the run).
