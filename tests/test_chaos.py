@@ -512,3 +512,67 @@ def test_a_stalled_gate_holds_no_snapshot(lab: Lab) -> None:
             cur.execute("SELECT 1")
     finally:
         conn.close()
+
+
+# --- hostile values refused before any connection, one line naming the variable (issue 16.8) ----------
+
+BASELINE = "gate0_production_baseline"
+BAD_VALUES = [
+    pytest.param({BASELINE: {"own": "abc"}}, BASELINE, id="baseline-text"),
+    pytest.param({BASELINE: {"own": None}}, BASELINE, id="baseline-null"),
+    pytest.param({BASELINE: {"own": False, "gap": "210"}}, BASELINE, id="baseline-bool-and-string"),
+    pytest.param({BASELINE: {"own": {"n": 1}}}, BASELINE, id="baseline-dict-value"),
+    pytest.param({BASELINE: {"own": -1}}, BASELINE, id="baseline-negative"),
+    pytest.param({"gate0_production_allowed_databases": "directus"}, "gate0_production_allowed_databases",
+                 id="allowlist-string"),
+    pytest.param({"gate0_production_hash_chunk_rows": -5}, "gate0_production_hash_chunk_rows",
+                 id="chunk-rows-negative"),
+]
+
+
+@pytest.mark.parametrize(("extra", "variable"), BAD_VALUES)
+def test_bad_values_are_refused_before_any_connection(lab: Lab, tmp_path: Path, extra: dict,
+                                                      variable: str) -> None:
+    rc, out = gate_run(tmp_path, "playbooks/gate0.yml", "-e", json.dumps(extra))
+    assert rc != 0
+    assert "TASK [gate0 : observe" not in out, out[-3000:]  # nothing connected
+    line = next((ln for ln in out.splitlines()
+                 if variable in ln and ("gate0 vars:" in ln or "argument" in ln)), None)
+    assert line is not None, out[-3000:]
+    assert "Traceback" not in out and "Unexpected Exception" not in out
+
+
+# A fact cache entry of the wrong shape (valid JSON): ignored in one warning line, never a traceback.
+BAD_CACHE = [
+    pytest.param("[1, 2]", "it holds a list", id="list"),
+    pytest.param('"just text"', "it holds a str", id="string"),
+    pytest.param('{"__payload__": "[1]"}', "its __payload__ holds a list", id="payload-list"),
+    pytest.param('{"__payload__": 7}', "its __payload__ is a int", id="payload-number"),
+]
+
+
+@pytest.mark.parametrize(("content", "why"), BAD_CACHE)
+def test_a_fact_cache_entry_of_the_wrong_shape_is_ignored(lab: Lab, tmp_path: Path, content: str,
+                                                          why: str) -> None:
+    cache = tmp_path / ".facts"
+    cache.mkdir()
+    for name in ("lab", "s1_lab"):  # the file name ansible-core's jsonfile uses for host lab
+        (cache / name).write_text(content + "\n")
+    rc, out = gate_run(tmp_path, "playbooks/gate0_exit.yml")
+    assert rc != 0 and "Unexpected Exception" not in out, out[-3000:]
+    assert "gate0: ignoring the fact cache entry" in out and why in out, out[-3000:]
+    assert "no entry fingerprint" in out
+
+
+def test_the_exit_verifies_the_receipt(lab: Lab, tmp_path: Path) -> None:
+    """Issue 16.8: the exit trusts the entry fingerprint only with its receipt: a gate0 fact edited after
+    signing (here its time) is refused in one line, before production is fingerprinted again."""
+    rc, out = gate_run(tmp_path)
+    assert rc == 0, out[-3000:]
+    fact = cached_fact(tmp_path / ".facts") or {}
+    assert fact.get("passed") is True
+    edited = {**fact, "checked_at": "2099-01-01T00:00:00Z"}
+    rc, out = gate_run(tmp_path, "playbooks/gate0_exit.yml", "-e", json.dumps({"gate0": edited}))
+    assert rc != 0, out[-3000:]
+    assert "gate0 receipt refused: edited: gate0 checked_at differ" in out, out[-3000:]
+    assert "Fingerprint production again" not in out

@@ -23,6 +23,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "gate0_disk_min_free_percent": (0, 100),
     "gate0_disk_clone_size_factor": (0, None),
     "gate0_max_age": (1, None),
+    "gate0_production_hash_chunk_rows": (1, None),
 }
 
 
@@ -48,6 +49,20 @@ def _range_problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def _baseline_problems(cfg: dict[str, Any]) -> list[str]:
+    """gate0_production_baseline: target name -> a whole number >= 0 (not a string, not true/false)."""
+    if "gate0_production_baseline" not in cfg:
+        return []
+    baseline = cfg["gate0_production_baseline"]
+    if not isinstance(baseline, Mapping):
+        return [f"gate0_production_baseline must be a dict of target name to count, got {baseline!r}"]
+    bad = {str(k): v for k, v in baseline.items()
+           if isinstance(v, bool) or not isinstance(v, int) or v < 0}
+    if bad:
+        return [f"gate0_production_baseline values must be whole numbers >= 0, got {bad!r}"]
+    return []
+
+
 def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
     """The production allowlist: a list naming the production database and never the clone.
 
@@ -58,7 +73,7 @@ def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
     prod = str(cfg.get("gate0_production_database") or "")
     clone = str(cfg.get("gate0_clone_database") or "")
     allowed = cfg.get("gate0_production_allowed_databases")
-    if not isinstance(allowed, list):
+    if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
         return [f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}"]
     allowed = [str(a) for a in allowed]
     if not allowed:
@@ -91,7 +106,7 @@ def writable_dir_problem(path: str) -> str | None:
 
 def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
-    out = _range_problems(cfg) + _allowlist_problems(cfg)
+    out = _range_problems(cfg) + _baseline_problems(cfg) + _allowlist_problems(cfg)
     gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
     if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
         out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
