@@ -22,7 +22,7 @@ MATRIX ?= $(if $(strip $(PG)),$(PG),$(shell lab/pg.sh majors))
 MATRIX_FOCUS ?= tests/matrix_focus.txt
 
 .PHONY: help venv pg lab-up lab-down lab-reset lab-dsn demo test lint pytest bench test-matrix test-matrix-others \
-	bench-fingerprint bench-scale topo-up topo-down topo-status
+	bench-fingerprint bench-scale topo-up topo-down topo-status directus test-directus
 
 help:
 	@echo "make demo       set up what is missing, start the lab, run gate0 on it"
@@ -32,6 +32,7 @@ help:
 	@echo "make lab-reset  put the lab's databases back to the seed state"
 	@echo "make -s lab-dsn print the lab superuser's libpq DSN"
 	@echo "make test-matrix the module and playbook tests on every supported major (lab/pg-majors.txt)"
+	@echo "make test-directus  gate0 against a real Directus 11.3.5 (installs it into .cache/directus once)"
 	@echo "make bench      print speed figures"
 	@echo "make topo-up    start the test topology: SSH database host (netns) + podman containers (root)"
 	@echo "make topo-down  stop it and remove everything topo-up created"
@@ -94,6 +95,17 @@ test-matrix: venv pg
 # What `make test` adds to the default lab's full run: the other majors, focused (MATRIX_FOCUS).
 test-matrix-others: venv pg
 	@tests/matrix.sh --skip-default $(if $(strip $(MATRIX_FOCUS)),--focus $(MATRIX_FOCUS)) $(MATRIX)
+
+# A real Directus (npm registry, pinned 11.3.5, cached in .cache/directus, ~470 MB) and the tests that
+# gate it (tests/test_directus.py, marker `directus`): not part of `make test` (the install alone
+# takes minutes). Root: Directus runs in network namespaces with only `lo`.
+directus:
+	@start=$$(date +%s); tests/directus/setup.sh >/dev/null && \
+	echo "gate0: Directus ready in .cache/directus ($$(( $$(date +%s) - start )) s)"
+
+test-directus: venv pg directus
+	@start=$$(date +%s); rc=0; $(BIN)/pytest -m directus -s tests/test_directus.py || rc=$$?; \
+	echo "gate0: test-directus $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 bench: venv lab-up
 	$(BIN)/python bench/run.py

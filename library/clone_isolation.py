@@ -43,11 +43,17 @@ options:
     description:
       - Where the clone's state lives (see the gate0 role's C(gate0_clone_profile) for the layout).
       - Keys used here are C(sessions.ignore_backend_types), C(dispatch.registry),
-        C(dispatch.registry_scope), C(dispatch.registry_active), C(dispatch.outbound),
+        C(dispatch.registry_key), C(dispatch.registry_details), C(dispatch.registry_scope),
+        C(dispatch.registry_active), C(dispatch.outbound) (name to C(relation), C(active), C(label),
+        C(details), C(parent)),
         C(outbox.relation), C(outbox.trigger), C(outbox.function), C(outbox.type_column),
         C(outbox.probe_event_type), C(lease.relation), C(seed.relation), C(seed.marker_column),
         C(seed.marker), C(coverage.gap_relation), C(coverage.cell_relations), C(candidates.counts),
         C(candidates.cursor.relation), C(candidates.cursor.fields). Expected numbers are ignored here.
+      - C(outbox), C(lease), C(seed), C(coverage) and C(candidates) may be left out (absent or null);
+        they are not observed (listed in RV(left_out)); the gate0 role reports their checks skipped.
+      - A relation or column the profile names that the clone lacks is the section's error, naming
+        the profile key (RV(errors)).
     type: dict
     required: true
   outbox_probe:
@@ -172,11 +178,12 @@ app:
   description: Evidence of the application's binding.
   type: dict
   returned: success
-  sample: {role: directus, role_exists: true, connect_on_clone: false,
+  sample: {role: directus, role_exists: true, superuser: false, connect_on_clone: false,
            binding: {source: env_file, where: /srv/.env, variable: DB_DATABASE, value: directus, error: null}}
   contains:
     role: {description: The app role, type: str}
     role_exists: {description: The role exists on the server, type: bool}
+    superuser: {description: The role is a superuser (null when it does not exist), type: bool}
     connect_on_clone: {description: has_database_privilege(role, clone, CONNECT), type: bool}
     binding:
       description: The app's own binding as read from its source.
@@ -191,14 +198,21 @@ dispatch:
   description: The event type registry in scope and other outbound mechanisms.
   type: dict
   returned: success
-  sample: {registry: {relation: event_type_registry, rows: 8, active: []},
-           outbound: {directus_flows: {relation: directus_flows, rows: 2, active: 0}}}
+  sample: {registry: {relation: event_type_registry, scope: {domain: governance}, rows: 8, active: [],
+                      active_count: 0},
+           outbound: {directus_operations: {relation: directus_operations, rows: 3, active: 1,
+                      named: [{key: post_chat, type: request, gate0_parent: Notify owners}]}}}
   contains:
     registry:
-      description: Rows in scope and the active ones (each row as a dict).
+      description:
+        - Rows in scope, how many are active (C(active_count)) and the first 20 active ones, each as
+          its C(registry_key) and C(registry_details) columns (text), or the whole row without a key.
       type: dict
     outbound:
-      description: Per mechanism, rows and active rows.
+      description:
+        - Per mechanism, its rows, how many are active, and the first 20 active ones (C(named)) by
+          their C(label) and C(details) columns and their parent's label (C(gate0_parent)). Only the
+          named columns are read, never a whole row.
       type: dict
 outbox:
   description: The outbox guard trigger as the catalog has it, and the probe.
@@ -304,6 +318,12 @@ outbound:
       elements: dict
     not_visible: {description: What could not be read (never read as none), type: list, elements: dict}
     cron: {description: pg_cron's state as seen from the clone, type: str}
+left_out:
+  description: The optional profile sections the profile leaves out (not observed).
+  type: list
+  elements: str
+  returned: success
+  sample: [outbox, lease, seed, coverage, candidates]
 errors:
   description: Sections that could not be observed, each with a one-line reason.
   type: dict

@@ -35,12 +35,34 @@ def regclass(relation: str) -> Any:
     return sql.SQL("to_regclass({})").format(sql.SQL(" || '.' || ").join(parts))
 
 
-def where_equal(conds: dict[str, Any]) -> Any:
-    """`col = value AND ...` from a dict (TRUE when empty); identifiers and values quoted."""
+def column(name: str, alias: str | None = None) -> Any:
+    """A column of the profile, quoted; qualified by a table alias when given."""
+    return sql.Identifier(alias, gate0_pg.check_identifier(name)) if alias else gate0_pg.ident(name)
+
+
+def where_equal(conds: dict[str, Any], alias: str | None = None) -> Any:
+    """`col = value AND ...` from a dict (TRUE when empty); a list value is `col IN (...)` (an empty
+    list: FALSE). Identifiers and values quoted."""
     if not conds:
         return sql.SQL("TRUE")
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(gate0_pg.ident(str(c)), sql.Literal(v)) for c, v in conds.items())
+    parts = []
+    for c, v in conds.items():
+        if isinstance(v, list | tuple):
+            rhs = sql.SQL("IN ({})").format(sql.SQL(", ").join(sql.Literal(x) for x in v)) if v else None
+            parts.append(sql.SQL("{} {}").format(column(str(c), alias), rhs) if rhs else sql.SQL("FALSE"))
+        else:
+            parts.append(sql.SQL("{} = {}").format(column(str(c), alias), sql.Literal(v)))
+    return sql.SQL(" AND ").join(parts)
+
+
+def need_relation(cur: Any, relation: Any, key: str) -> str:
+    """The profile's relation when it exists in the clone; else one line naming it and its profile key."""
+    if not relation or not isinstance(relation, str):
+        raise gate0_pg.GateError(f"the profile's {key} names no relation (got {relation!r})")
+    cur.execute(sql.SQL("SELECT {} IS NOT NULL").format(regclass(relation)))
+    if not cur.fetchone()[0]:
+        raise gate0_pg.GateError(f"relation {relation!r} (the profile's {key}) does not exist in the clone")
+    return relation
 
 
 def count(cur: Any, relation: str, conds: dict[str, Any] | None = None) -> int:
@@ -107,13 +129,15 @@ def observe_sessions(cur: Any, profile: dict[str, Any]) -> dict[str, Any]:
 
 
 def observe_app_server(cur: Any, app_role: str) -> dict[str, Any]:
-    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", (app_role,))
-    exists = bool(cur.fetchone()[0])
+    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (app_role,))
+    row = cur.fetchone()
+    exists = row is not None
     connect_priv = None
     if exists:
         cur.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')", (app_role,))
         connect_priv = bool(cur.fetchone()[0])
-    return {"role": app_role, "role_exists": exists, "connect_on_clone": connect_priv}
+    return {"role": app_role, "role_exists": exists, "connect_on_clone": connect_priv,
+            "superuser": bool(row[0]) if exists else None}
 
 
 def parse_env(text: str, variable: str) -> str | None:
@@ -162,30 +186,103 @@ def read_binding(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
-    registry = dispatch["registry"]
+def need_columns(cur: Any, relation: str, columns: list[str], key: str) -> None:
+    """Fail with one line naming the profile key when a column it names is not in the relation."""
+    cur.execute(sql.SQL("SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = {} "
+                        "AND attnum > 0 AND NOT attisdropped").format(regclass(relation)))
+    have = set(cur.fetchone()[0] or [])
+    missing = [c for c in dict.fromkeys(columns) if c not in have]
+    if missing:
+        raise gate0_pg.GateError(
+            f"column {missing[0]!r} (the profile's {key}) does not exist in {relation!r}")
+
+
+def _text_columns(names: list[str], alias: str) -> Any:
+    """`alias.col::text AS "col", ...`: only the named columns, never a whole row (options may hold
+    credentials)."""
+    return sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(column(n, alias), gate0_pg.ident(n))
+                              for n in names)
+
+
+def _listed_columns(spec: dict[str, Any], label_key: str) -> list[str]:
+    label = spec.get(label_key)
+    return ([str(label)] if label else []) + [str(d) for d in spec.get("details") or []]
+
+
+def observe_registry(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
+    """The registry's rows in scope, and each active one by its key and detail columns."""
+    registry = need_relation(cur, dispatch.get("registry"), "dispatch.registry")
     scope = dispatch.get("registry_scope") or {}
     active = dispatch.get("registry_active") or {}
     if not active:
         raise gate0_pg.GateError("the profile's dispatch.registry_active is empty")
+    shown = _listed_columns(
+        {"key": dispatch.get("registry_key"), "details": dispatch.get("registry_details")}, "key")
+    for key, cols in (("registry_scope", list(scope)), ("registry_active", list(active)),
+                      ("registry_key/registry_details", shown)):
+        need_columns(cur, registry, cols, f"dispatch.{key}")
     # A row counts as active unless the condition is definitely false (NULL is active: fail closed).
-    cur.execute(sql.SQL("SELECT count(*) FROM {r} WHERE {s}").format(r=rel(registry), s=where_equal(scope)))
-    rows = int(cur.fetchone()[0])
-    cur.execute(sql.SQL("SELECT to_jsonb(t) FROM {r} AS t WHERE ({s}) AND ({a}) IS NOT FALSE LIMIT 20")
-                .format(r=rel(registry), s=where_equal(scope), a=where_equal(active)))
-    active_rows = [r[0] for r in cur.fetchall()]
-    outbound: dict[str, Any] = {}
-    for name, spec in sorted((dispatch.get("outbound") or {}).items()):
-        relation = spec["relation"]
-        cond = spec.get("active") or {}
-        if not cond:
-            raise gate0_pg.GateError(f"the profile's dispatch.outbound.{name}.active is empty")
-        cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE ({a}) IS NOT FALSE) FROM {r}")
-                    .format(r=rel(relation), a=where_equal(cond)))
-        total, n_active = cur.fetchone()
-        outbound[name] = {"relation": relation, "rows": int(total), "active": int(n_active)}
-    return {"registry": {"relation": registry, "scope": scope, "rows": rows, "active": active_rows},
-            "outbound": outbound}
+    cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE ({a}) IS NOT FALSE) FROM {r} AS t WHERE {s}")
+                .format(a=where_equal(active, "t"), r=rel(registry), s=where_equal(scope, "t")))
+    rows, n_active = (int(n) for n in cur.fetchone())
+    cur.execute(sql.SQL("SELECT {c} FROM {r} AS t WHERE ({s}) AND ({a}) IS NOT FALSE ORDER BY 1 LIMIT 20")
+                .format(c=_text_columns(shown, "t") if shown else sql.SQL("to_jsonb(t)"), r=rel(registry),
+                        s=where_equal(scope, "t"), a=where_equal(active, "t")))
+    active_rows = rows_as_dicts(cur) if shown else [r[0] for r in cur.fetchall()]
+    return {"relation": registry, "scope": scope, "rows": rows, "active": active_rows,
+            "active_count": n_active}
+
+
+def observe_outbound(cur: Any, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One outbound mechanism: its rows, how many are active, and the active ones by name.
+
+    With `parent` (e.g. an operation of a flow) a row is active only when its parent row is active
+    too; a row whose parent is missing counts as active (fail closed).
+    """
+    key = f"dispatch.outbound.{name}"
+    relation = need_relation(cur, spec.get("relation"), f"{key}.relation")
+    cond = spec.get("active") or {}
+    if not cond:
+        raise gate0_pg.GateError(f"the profile's {key}.active is empty")
+    shown = _listed_columns(spec, "label")
+    need_columns(cur, relation, list(cond), f"{key}.active")
+    need_columns(cur, relation, shown, f"{key}.label/details")
+    is_active = sql.SQL("({}) IS NOT FALSE").format(where_equal(cond, "t"))
+    parent_label = sql.SQL("NULL::text")
+    parent = spec.get("parent") or None
+    if parent:
+        prel = need_relation(cur, parent.get("relation"), f"{key}.parent.relation")
+        pcond = parent.get("active") or {}
+        if not pcond or not parent.get("column") or not parent.get("key"):
+            raise gate0_pg.GateError(f"the profile's {key}.parent needs relation, column, key and active")
+        need_columns(cur, relation, [str(parent["column"])], f"{key}.parent.column")
+        need_columns(cur, prel, [str(parent["key"]), *pcond, *_listed_columns(parent, "label")],
+                     f"{key}.parent")
+        link = sql.SQL("FROM {p} AS p WHERE {pk} = {fk}").format(
+            p=rel(prel), pk=column(str(parent["key"]), "p"), fk=column(str(parent["column"]), "t"))
+        # Active unless every parent row is definitely inactive (none at all: active).
+        is_active = sql.SQL(
+            "{a} AND (NOT EXISTS (SELECT 1 {l}) OR EXISTS (SELECT 1 {l} AND ({pc}) IS NOT FALSE))"
+        ).format(a=is_active, l=link, pc=where_equal(pcond, "p"))
+        if parent.get("label"):
+            parent_label = sql.SQL("(SELECT string_agg({pl}::text, ', ') {l})").format(
+                pl=column(str(parent["label"]), "p"), l=link)
+    cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE {a}) FROM {r} AS t")
+                .format(a=is_active, r=rel(relation)))
+    total, n_active = cur.fetchone()
+    named: list[dict[str, Any]] = []
+    if n_active and shown:
+        cur.execute(sql.SQL("SELECT {c}, {pl} AS gate0_parent FROM {r} AS t WHERE {a} ORDER BY 1 LIMIT 20")
+                    .format(c=_text_columns(shown, "t"), pl=parent_label, r=rel(relation), a=is_active))
+        named = rows_as_dicts(cur)
+    return {"relation": relation, "rows": int(total), "active": int(n_active), "named": named}
+
+
+def observe_dispatch(cur: Any, dispatch: dict[str, Any]) -> dict[str, Any]:
+    registry = observe_registry(cur, dispatch)
+    outbound = {name: observe_outbound(cur, name, spec or {})
+                for name, spec in sorted((dispatch.get("outbound") or {}).items())}
+    return {"registry": registry, "outbound": outbound}
 
 
 def observe_trigger(cur: Any, outbox: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +392,15 @@ def pause_point() -> None:
 
 SECTIONS = ("sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates", "reach",
             "outbound")
+# Profile sections a profile may leave out (absent or null) where the schema has no counterpart (a stock
+# Directus has no outbox, lease, seed, coverage or candidate tables): not observed, and their checks
+# are reported 'skipped' with that reason by the judges, never 'pass'.
+OPTIONAL_SECTIONS = ("outbox", "lease", "seed", "coverage", "candidates")
+
+
+def left_out(profile: dict[str, Any]) -> list[str]:
+    """The optional sections this profile leaves out."""
+    return [n for n in OPTIONAL_SECTIONS if profile.get(n) is None]
 
 
 def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict[str, Any]:
@@ -302,15 +408,20 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
     profile = p["profile"]
     errors: dict[str, str] = {}
     wanted = set(p["sections"] or SECTIONS)
+    skipped = left_out(profile)
 
     def section(cur: Any, name: str, doing: str, errs: dict[str, str], fn: Callable[[], Any]) -> Any:
-        """One section, when asked for (a section left out is an error: never read as observed)."""
+        """One section, when asked for (a section left out is an error: never read as observed).
+
+        A section the profile leaves out is not observed (None); its judge reports it 'skipped'."""
+        if ("outbox" if name == "probe" else name) in skipped:
+            return None
         if ("outbox" if name == "probe" else name) not in wanted:
             errs[name] = f"{doing}: not observed (sections limited to {', '.join(sorted(wanted))})"
             return None
         return run_section(cur, name, doing, errs, fn)
 
-    facts: dict[str, Any] = {"errors": errors}
+    facts: dict[str, Any] = {"errors": errors, "left_out": skipped}
     start = time.monotonic()
     settle_own_session(conn)
     gate0_pg.begin(conn, p, read_only=True)
@@ -333,7 +444,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
     facts["app"] = app
     dispatch = profile.get("dispatch") or {}
     outbox = profile.get("outbox") or {}
-    facts["dispatch"] = section(cur, "dispatch", "reading the event type registry", errors,
+    facts["dispatch"] = section(cur, "dispatch", "reading the dispatch registry and outbound tables", errors,
                                 lambda: observe_dispatch(cur, dispatch))
     trig = section(cur, "outbox", "reading the outbox trigger", errors, lambda: observe_trigger(cur, outbox))
     probe_type = None
@@ -368,7 +479,9 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
         facts["reach"]["attempts"] = production_attempts(p)
         timings["attempts_ms"] = gate0_pg.elapsed_ms(start)
     probe: dict[str, Any] = {"ran": False, "reason": None}
-    if not p["outbox_probe"]:
+    if "outbox" in skipped:
+        probe["reason"] = "the profile has no outbox"
+    elif not p["outbox_probe"]:
         probe["reason"] = "the probe is disabled (outbox_probe: false)"
     elif "outbox" not in wanted:
         probe["reason"] = "the outbox section was not asked for"
@@ -422,6 +535,7 @@ def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, A
     the registry and the leases again, then the session counter last (clone_checks.py compares it
     with the first one: no session but ours may have been established on the clone in between)."""
     profile = p["profile"]
+    wanted = wanted - set(left_out(profile))  # a section the profile leaves out is skipped, not re-read
     errors: dict[str, str] = {}
     final: dict[str, Any] = {"errors": errors}
     try:

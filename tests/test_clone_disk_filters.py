@@ -70,7 +70,10 @@ def test_module_refuses_before_connecting(name: str, prefix: str, prod: list[str
 
 SETTINGS = {"database": CLONE, "prefix": PREFIX, "prefix_min_length": 8, "suffix_regex": "[0-9]{8}",
             "production_database": "directus", "allowed_databases": ["directus"], "production_identity": None,
-            "profile": {"outbox": {"function": "fn_event_type_validate", "trigger": "t"}},
+            # Every optional section present (one left out is 'skipped': test_dispatch_profile.py).
+            "profile": {"outbox": {"function": "fn_event_type_validate", "trigger": "t"},
+                        "lease": {"relation": "l", "expected": 0}, "seed": {"relation": "s", "expected": 0},
+                        "coverage": {"gap_relation": "g"}, "candidates": {"counts": {}}},
             "app_role": "directus",
             "outbox_probe": True, "rollback_plan": {"path": "/p", "exists": True, "text": "plan", "chars": 4}}
 

@@ -352,8 +352,12 @@ def test_unit_prod_judges_with_args_fail_without_evidence() -> None:
 
 
 def test_unit_every_clone_judge_fails_without_its_evidence() -> None:
+    # Every optional section named (empty): one the profile leaves out is 'skipped' by design
+    # (tests/test_dispatch_profile.py); named but not observed must fail.
+    profile = {s: {} for s in ("outbox", "lease", "seed", "coverage", "candidates")}
     settings = {"database": CLONE_DB, "prefix": "directus_gov_test_", "production_database": PROD_DB,
-                "allowed_databases": [PROD_DB], "app_role": "directus", "profile": {}, "rollback_plan": {}}
+                "allowed_databases": [PROD_DB], "app_role": "directus", "profile": profile,
+                "rollback_plan": {}}
     bare = {"identity": {"database": CLONE_DB}, "errors": {}}
     for check in cc.CHECKS:
         if check in (cc.check_name_pattern, cc.check_not_production):

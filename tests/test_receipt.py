@@ -12,11 +12,13 @@ import copy
 import datetime
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
+import yaml
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 from test_consumers import clone_identity
 
 
@@ -31,6 +33,9 @@ gr = _load("gate0_receipt", "roles/gate0/action_plugins/gate0_receipt.py")
 gd = _load("gate0_decisions", "roles/gate0/filter_plugins/gate0_decisions.py")
 
 APPLY = "playbooks/clone_apply.yml"
+_ROLE_VARS = yaml.safe_load((REPO / "roles/gate0/vars/main.yml").read_text())
+RECHECKED = len(_ROLE_VARS["__gate0_recheck_checks"])  # what a verified receipt re-checks on the clone
+CLONE_CHECKS = len([i for i in _ROLE_VARS["__gate0_check_ids"] if i.startswith("clone.")])  # the whole gate
 SECRET = "s" * 32
 ROLLBACK_ONE = {"gate0_apply_mode": "rollback", "gate0_apply_statements": [
     {"query": "INSERT INTO governance_scan_cursor (cursor_name, watermark, events_seen) VALUES (%s, %s, 0)",
@@ -156,6 +161,29 @@ def test_protected_overrides_and_secret_length() -> None:
     assert gr.protected_overrides({"gate0": {}, "gate0_hosts": {}, "gate0_clone_database": "x"}) == []
     assert gr.protected_overrides({"__gate0_fact": 1, "gate0_required_record": 2, "a": 3}) == [
         "__gate0_fact", "gate0_required_record"]
+    assert gr.protected_overrides({"gate0_receipt_secret": "", "gate0": {}}) == ["gate0_receipt_secret"]
+    assert gr.override_problem([]) is None
+    assert gr.override_problem(["gate0_receipt_secret"]).startswith(
+        "extra vars set gate0_receipt_secret, which never come from launch input")
+
+
+def test_the_key_is_resolved_with_every_extra_var_withheld() -> None:
+    task_vars = {"gate0_receipt_secret": "{{ k }}", "k": "launcher", "kept": 1,
+                 "vars": {"k": "launcher"}, "hostvars": {"lab": {"k": "launcher"}}}
+    out = gr.without_extra_vars(task_vars, {"k": "launcher"})
+    assert out == {"gate0_receipt_secret": "{{ k }}", "kept": 1,
+                   "vars": {"gate0_receipt_secret": "{{ k }}", "kept": 1}}
+
+
+def test_the_receipt_covers_the_whole_production_section() -> None:
+    signed = gr.sign(fact(), SECRET)
+    assert signed["receipt"]["production"]["sha256"] == gr.section_sha256(fact()["production"])
+    edits = (("counts", {"ospa": 1}), ("volatile", ["ospa"]), ("counters", {"t": {"n_tup_ins": 0}}))
+    for key, value in edits:
+        edited = copy.deepcopy(signed)
+        edited["production"][key] = value
+        assert gr.verify_problem(edited, SECRET, "lab", CLONE_DB) == (
+            "edited: gate0 production differ from its signed receipt"), key
     assert gr.secret_problem("short") == "gate0_receipt_secret is shorter than 16 characters"
     assert gr.secret_problem("") is None and gr.secret_problem(SECRET) is None
 
@@ -212,10 +240,11 @@ def lab_signed(lab: Lab, **over: Any) -> dict[str, Any]:
     return gr.sign(fact(**fields), lab.password("gate0_receipt"))
 
 
-def apply(tmp_path: Path, gate0: dict[str, Any] | None, *extra: str) -> Any:
+def apply(tmp_path: Path, gate0: dict[str, Any] | None, *extra: str, env_extra: dict[str, str] | None = None
+          ) -> Any:
     path = tmp_path / "vars.json"
     path.write_text(json.dumps({**({"gate0": gate0} if gate0 is not None else {}), **ROLLBACK_ONE}))
-    return run_playbook(APPLY, "-e", f"@{path}", *extra)
+    return run_playbook(APPLY, "-e", f"@{path}", *extra, env_extra=env_extra)
 
 
 def flat(text: str) -> str:
@@ -263,7 +292,7 @@ def test_the_gate_signs_a_receipt_and_reports_the_decisions(lab: Lab, gated: dic
 def test_a_genuine_receipt_lets_the_mutation_proceed(lab: Lab, gated: dict[str, Any], tmp_path: Path) -> None:
     r = apply(tmp_path, gated["record"])
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "gate0 required: 5 clone checks pass now (receipt verified)" in flat(r.stdout)
+    assert f"gate0 required: {RECHECKED} clone checks pass now (receipt verified)" in flat(r.stdout)
     assert "1 statement(s), rolled back" in flat(r.stdout)
 
 
@@ -303,8 +332,8 @@ def test_a_clone_that_gained_a_foreign_session_is_refused(lab: Lab, gated: dict[
 
 def test_extra_vars_cannot_replace_what_gate0_computes(gated: dict[str, Any], tmp_path: Path) -> None:
     r = apply(tmp_path, gated["record"], "-e", json.dumps({"gate0_required_record": fact()}))
-    refused(r, "gate0 refuses to accept a gate0 record: extra vars set gate0's own variable(s) "
-               "gate0_required_record")
+    refused(r, "gate0 refuses to accept a gate0 record: extra vars set gate0_required_record, which never "
+               "come from launch input")
 
 
 def test_a_receipt_for_a_dropped_and_recreated_clone_is_refused(fresh_lab: Lab, tmp_path: Path) -> None:
@@ -316,15 +345,17 @@ def test_a_receipt_for_a_dropped_and_recreated_clone_is_refused(fresh_lab: Lab, 
 def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_path: Path) -> None:
     hand_made = fact(clone={"database": CLONE_DB, "identity": clone_identity(fresh_lab)},
                      checked_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    ok = apply(tmp_path, hand_made, "-e", "gate0_receipt_secret=")
+    no_key = {"GATE0_RECEIPT_SECRET": ""}  # set but empty: no key, and the inventory's is not read
+    ok = apply(tmp_path, hand_made, env_extra=no_key)
     assert ok.returncode == 0, ok.stdout[-3000:]
-    assert "gate0 receipt NOT verified: no gate0_receipt_secret (nor GATE0_RECEIPT_SECRET)" in flat(ok.stdout)
-    assert "gate0 required: 13 clone checks pass now (whole clone gate re-run, receipt not verified)" in \
-        flat(ok.stdout)
+    assert ("gate0 receipt NOT verified: GATE0_RECEIPT_SECRET is set but empty (no receipt key; "
+            "gate0_receipt_secret is then not read)") in flat(ok.stdout)
+    assert (f"gate0 required: {CLONE_CHECKS} clone checks pass now "
+            "(whole clone gate re-run, receipt not verified)") in flat(ok.stdout)
     assert "1 statement(s), rolled back" in flat(ok.stdout)
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
                                 "WHERE event_type = (SELECT min(event_type) FROM event_type_registry)")
-    bad = apply(tmp_path, hand_made, "-e", "gate0_receipt_secret=")
+    bad = apply(tmp_path, hand_made, env_extra=no_key)
     refused(bad, "gate0 required: the whole clone gate (re-run: no receipt secret) fails: "
                  "clone.dispatch_disabled")
 
@@ -344,3 +375,131 @@ def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, 
     md = sorted((REPO / "reports").glob("gate0-lab-*.md"))[-1].read_text()
     assert ("**May proceed — production persistent seed: GO.** 1 of 1 required approvals in "
             "os_proposal_approvals") in md
+
+
+# --- issue 20: a launcher signs a receipt with a key of their own ------------------------------------
+
+ATTACKER_KEY = "attacker-key-0123456789"
+FORGED_ROW = "forged-commit"
+COMMIT_ONE = {"gate0_apply_mode": "commit", "gate0_apply_statements": [
+    {"query": "INSERT INTO governance_scan_cursor (cursor_name, watermark, events_seen) VALUES (%s, %s, 0)",
+     "args": [FORGED_ROW, "wm-forged"]}]}
+REFUSED_KEY = ("gate0 refuses to accept a gate0 record: extra vars set gate0_receipt_secret, which never "
+               "come from launch input")
+
+
+@pytest.fixture(scope="module")
+def forged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The issue's attack: a gate0 run that FAILs, its cached fact flipped to PASS and re-signed."""
+    lab.reset()
+    reports = tmp_path_factory.mktemp("failing")
+    r = run_playbook("playbooks/gate0.yml", "-e", "gate0_disk_min_free_percent=99.9",
+                     "-e", json.dumps({"gate0_report_dir": str(reports)}), env_extra=_cache(reports))
+    assert r.returncode != 0 and "disk.headroom" in r.stdout, r.stdout[-3000:]
+    cached = _cached_gate0(reports)
+    assert cached["passed"] is False and cached["receipt"]["tag"], cached.get("receipt")
+    flipped = {k: v for k, v in cached.items() if k != "receipt"}
+    flipped["passed"] = True
+    flipped["checks"] = [{**c, "status": "pass"} if c["status"] == "fail" else c for c in flipped["checks"]]
+    flipped["decisions"]["clone_objectives"]["decision"] = "GO"
+    return gr.sign(flipped, ATTACKER_KEY)
+
+
+def _cache(where: Path) -> dict[str, str]:
+    """The fact cache of a run, in a directory of the test's own (read back as an attacker would)."""
+    return {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(where / "facts")}
+
+
+def _cached_gate0(where: Path) -> dict[str, Any]:
+    """The `gate0` fact as ansible-core 2.19's jsonfile cache keeps it (<prefix>lab: a tagged payload)."""
+    (path,) = (where / "facts").glob("*lab")
+    cached = json.loads(json.loads(path.read_text())["__payload__"])["gate0"]
+    assert "__ansible_type" not in json.dumps(cached["value"])  # plain JSON, as gate0 stores it
+    return cached["value"]
+
+
+def _forged_rows(lab: Lab) -> int:
+    return int(lab.scalar(CLONE_DB, "SELECT count(*) FROM governance_scan_cursor WHERE cursor_name = %s",
+                          (FORGED_ROW,)))
+
+
+def _one_line(text: str, needle: str) -> None:
+    """One failure, on one line: ansible-playbook's single [ERROR] line opens with the message."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # ansible-runner's output is coloured
+    errors = [line for line in text.splitlines() if line.startswith("[ERROR]: ")]
+    assert len(errors) == 1 and needle[:60] in errors[0], text[-3000:]
+    assert needle in flat(text), text[-3000:]
+
+
+@pytest.mark.parametrize(("carrier", "env_extra"), [
+    ("gate0", None), ("gate0_hosts", None), ("gate0", {"GATE0_RECEIPT_SECRET": ""})],
+    ids=["gate0", "gate0_hosts", "empty-env"])
+def test_a_receipt_signed_with_a_launch_time_key_is_refused(
+        lab: Lab, forged: dict[str, Any], tmp_path: Path, carrier: str, env_extra: dict[str, str] | None,
+) -> None:
+    """`clone_apply.yml -e @forged.json` (gate0 or gate0_hosts, the key, a commit): nothing committed."""
+    record = forged if carrier == "gate0" else {"lab": forged}
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps({carrier: record, "gate0_receipt_secret": ATTACKER_KEY, **COMMIT_ONE}))
+    r = run_playbook(APPLY, "-e", f"@{path}", env_extra=env_extra)
+    assert r.returncode != 0, r.stdout[-3000:]
+    _one_line(r.stdout, REFUSED_KEY)
+    assert "statement(s)" not in r.stdout and "receipt verified" not in r.stdout
+    assert _forged_rows(lab) == 0
+
+
+def test_the_forged_receipt_is_refused_only_for_its_key(lab: Lab, forged: dict[str, Any], tmp_path: Path,
+                                                        ) -> None:
+    """Control: with the attacker's key where a key may come from, the same record would pass."""
+    assert apply(tmp_path, forged, env_extra={"GATE0_RECEIPT_SECRET": ATTACKER_KEY}).returncode == 0
+    refused(apply(tmp_path, forged),
+            "gate0 receipt refused: forged or edited: the receipt's tag does not match")
+
+
+def test_a_key_template_drawing_on_extra_vars_is_refused(lab: Lab, forged: dict[str, Any], tmp_path: Path,
+                                                         ) -> None:
+    """An inventory key built from a variable a launcher can set: resolved without extra vars, it fails."""
+    inventory = tmp_path / "key.yml"
+    inventory.write_text(json.dumps({"gate0_lab": {"hosts": {"lab": {
+        "gate0_receipt_secret": "{{ gate0_test_receipt_key }}"}}}}))
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps({"gate0": forged, "gate0_test_receipt_key": ATTACKER_KEY, **COMMIT_ONE}))
+    r = run_playbook(APPLY, "-i", str(REPO / "inventories" / "lab"), "-i", str(inventory), "-e", f"@{path}",
+                     env_extra={"GATE0_LAB_DIR": str(lab.dir)})
+    assert r.returncode != 0, r.stdout[-3000:]
+    _one_line(r.stdout, "gate0_receipt: reading gate0_receipt_secret (extra vars withheld): ")
+    assert "gate0_test_receipt_key" in flat(r.stdout) and "statement(s)" not in r.stdout
+    assert _forged_rows(lab) == 0
+
+
+def test_the_gate_refuses_to_sign_with_a_launch_time_key(lab: Lab, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    r = run_playbook("playbooks/gate0.yml", "-e", json.dumps({"gate0_receipt_secret": ATTACKER_KEY,
+                                                              "gate0_report_dir": str(reports)}),
+                     env_extra=_cache(tmp_path))
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert "gate0 refuses to sign its verdict: extra vars set gate0_receipt_secret" in flat(r.stderr)
+    _one_line(r.stdout, "gate0 FAIL on lab: extra vars set gate0_receipt_secret, which never come from")
+    cached = _cached_gate0(tmp_path)
+    assert cached["passed"] is False and cached["receipt"]["tag"] is None
+    assert ATTACKER_KEY not in r.stdout + "".join(p.read_text() for p in reports.iterdir())
+
+
+def test_the_attack_through_ansible_runner_is_refused(
+        lab: Lab, forged: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As AWX hands it on: extravars and the credential's env (receipt input left empty)."""
+    import ansible_runner
+    env = lab_env()
+    monkeypatch.setenv("PATH", env["PATH"])
+    private = tmp_path / "runner"
+    private.mkdir()
+    r = ansible_runner.run(
+        private_data_dir=str(private), project_dir=str(REPO), playbook=APPLY,
+        inventory=str(REPO / "inventories" / "lab"), quiet=True, timeout=300,
+        envvars={"ANSIBLE_CONFIG": env["ANSIBLE_CONFIG"], "GATE0_LAB_PORT": env["GATE0_LAB_PORT"],
+                 "GATE0_RECEIPT_SECRET": ""},
+        extravars={"gate0": forged, "gate0_receipt_secret": ATTACKER_KEY, **COMMIT_ONE})
+    out = r.stdout.read()
+    assert r.status == "failed" and r.rc != 0, out[-3000:]
+    _one_line(out, REFUSED_KEY)
+    assert _forged_rows(lab) == 0

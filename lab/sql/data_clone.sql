@@ -4,6 +4,7 @@ SET client_min_messages = warning;
 -- Isolation hardening of the clone: Directus' outbound mechanisms off.
 UPDATE directus_flows SET status = 'inactive';
 UPDATE directus_webhooks SET status = 'inactive';
+UPDATE directus_extensions SET enabled = false;
 
 -- 30 ownership rows (5 kinds x 6 scopes) close the gap view to 0 of 210 cells.
 INSERT INTO governance_object_ownership (object_kind, scope_code, owner_ref, created_by, created_at)

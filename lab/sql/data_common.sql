@@ -50,11 +50,34 @@ SELECT 'governance.' || t, 'governance', 'Governance event ' || t, false,
 FROM unnest(ARRAY['ownership.assigned', 'ownership.revoked', 'scan.started', 'scan.finished',
                   'candidate.detected', 'candidate.resolved', 'gap.opened', 'gap.closed']) AS t;
 
-INSERT INTO directus_flows (id, name, trigger, status, date_created)
-VALUES ('6f1c2a8e-0000-4000-8000-000000000001', 'Notify owners', 'event', 'active',
+-- Directus: two active flows, one sending mail and an HTTP request, one on a schedule; a webhook
+-- (columns as Directus 11 requires them); an extension recorded as enabled.
+INSERT INTO directus_flows (id, name, trigger, status, accountability, options, date_created)
+VALUES ('6f1c2a8e-0000-4000-8000-000000000001', 'Notify owners', 'event', 'active', 'all',
+        '{"type": "action", "scope": ["items.create"], "collections": ["governance_object_ownership"]}',
         timestamptz '2026-03-02 10:00:00+00'),
-       ('6f1c2a8e-0000-4000-8000-000000000002', 'Nightly digest', 'schedule', 'active',
-        timestamptz '2026-03-02 10:05:00+00');
+       ('6f1c2a8e-0000-4000-8000-000000000002', 'Nightly digest', 'schedule', 'active', 'all',
+        '{"cron": "0 2 * * *"}', timestamptz '2026-03-02 10:05:00+00');
 
-INSERT INTO directus_webhooks (id, name, url, status)
-VALUES (1, 'Chat relay', 'https://hooks.example.invalid/relay', 'active');
+INSERT INTO directus_operations (id, name, key, type, position_x, position_y, options, flow, date_created)
+VALUES ('7a2d3b9f-0000-4000-8000-000000000001', 'Mail the owners', 'mail_owners', 'mail', 19, 1,
+        '{"to": ["owners@example.invalid"], "subject": "Ownership changed"}',
+        '6f1c2a8e-0000-4000-8000-000000000001', timestamptz '2026-03-02 10:00:00+00'),
+       ('7a2d3b9f-0000-4000-8000-000000000002', 'Post to chat', 'post_chat', 'request', 37, 1,
+        '{"method": "POST", "url": "https://hooks.example.invalid/chat"}',
+        '6f1c2a8e-0000-4000-8000-000000000001', timestamptz '2026-03-02 10:00:00+00'),
+       ('7a2d3b9f-0000-4000-8000-000000000003', 'Build the digest', 'build_digest', 'transform', 19, 1,
+        '{"json": "{}"}', '6f1c2a8e-0000-4000-8000-000000000002', timestamptz '2026-03-02 10:05:00+00');
+
+UPDATE directus_flows SET operation = '7a2d3b9f-0000-4000-8000-000000000001'
+WHERE id = '6f1c2a8e-0000-4000-8000-000000000001';
+UPDATE directus_operations SET resolve = '7a2d3b9f-0000-4000-8000-000000000002'
+WHERE id = '7a2d3b9f-0000-4000-8000-000000000001';
+UPDATE directus_flows SET operation = '7a2d3b9f-0000-4000-8000-000000000003'
+WHERE id = '6f1c2a8e-0000-4000-8000-000000000002';
+
+INSERT INTO directus_webhooks (name, url, status, actions, collections)
+VALUES ('Chat relay', 'https://hooks.example.invalid/relay', 'active', 'create,update', 'governance_object_ownership');
+
+INSERT INTO directus_extensions (enabled, id, folder, source)
+VALUES (true, '8b3e4c0a-0000-4000-8000-000000000001', 'directus-extension-audit-relay', 'local');

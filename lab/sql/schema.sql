@@ -161,18 +161,56 @@ CREATE TRIGGER trg_event_outbox_validate
     BEFORE INSERT ON event_outbox
     FOR EACH ROW EXECUTE FUNCTION fn_event_type_validate();
 
--- Directus' own outbound mechanisms.
+-- Directus' own outbound mechanisms: the columns, NOT NULLs, defaults and keys of Directus 11.3.5's
+-- system tables (from a real `directus bootstrap`; user_created's reference to directus_users left out).
 CREATE TABLE directus_flows (
+    id             uuid PRIMARY KEY,
+    name           varchar(255) NOT NULL,
+    icon           varchar(64),
+    color          varchar(255),
+    description    text,
+    status         varchar(255) NOT NULL DEFAULT 'active',
+    trigger        varchar(255),
+    accountability varchar(255) DEFAULT 'all',
+    options        json,
+    operation      uuid UNIQUE,
+    date_created   timestamptz DEFAULT CURRENT_TIMESTAMP,
+    user_created   uuid
+);
+
+CREATE TABLE directus_operations (
     id           uuid PRIMARY KEY,
-    name         text NOT NULL,
-    trigger      text NOT NULL,
-    status       text NOT NULL DEFAULT 'active',
-    date_created timestamptz NOT NULL DEFAULT now()
+    name         varchar(255),
+    key          varchar(255) NOT NULL,
+    type         varchar(255) NOT NULL,
+    position_x   integer NOT NULL,
+    position_y   integer NOT NULL,
+    options      json,
+    resolve      uuid UNIQUE REFERENCES directus_operations (id),
+    reject       uuid UNIQUE REFERENCES directus_operations (id),
+    flow         uuid NOT NULL REFERENCES directus_flows (id) ON DELETE CASCADE,
+    date_created timestamptz DEFAULT CURRENT_TIMESTAMP,
+    user_created uuid
 );
 
 CREATE TABLE directus_webhooks (
-    id           integer PRIMARY KEY,
-    name         text NOT NULL,
-    url          text NOT NULL,
-    status       text NOT NULL DEFAULT 'active'
+    id                            serial PRIMARY KEY,
+    name                          varchar(255) NOT NULL,
+    method                        varchar(10) NOT NULL DEFAULT 'POST',
+    url                           varchar(255) NOT NULL,
+    status                        varchar(10) NOT NULL DEFAULT 'active',
+    data                          boolean NOT NULL DEFAULT true,
+    actions                       varchar(100) NOT NULL,
+    collections                   varchar(255) NOT NULL,
+    headers                       json,
+    was_active_before_deprecation boolean NOT NULL DEFAULT false,
+    migrated_flow                 uuid REFERENCES directus_flows (id) ON DELETE SET NULL
+);
+
+CREATE TABLE directus_extensions (
+    enabled boolean NOT NULL DEFAULT true,
+    id      uuid PRIMARY KEY,
+    folder  varchar(255) NOT NULL,
+    source  varchar(255) NOT NULL,
+    bundle  uuid
 );

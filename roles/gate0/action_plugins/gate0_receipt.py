@@ -1,14 +1,21 @@
 """Action plugin gate0_receipt: sign gate0's result, or verify a gate0 record's receipt.
 
 Runs on the controller only (the secret never travels to a host, nor into task arguments, results
-or logs: it is read here, from GATE0_RECEIPT_SECRET in the controller's environment, else from the
-variable gate0_receipt_secret). Documentation: roles/gate0/library/gate0_receipt.py.
+or logs: it is read here). Documentation: roles/gate0/library/gate0_receipt.py.
+
+Where the key comes from - never from launch input (AWX launch or survey vars, workflow artifacts,
+`-e`: all of them are extra vars, which outrank everything in Ansible):
+- GATE0_RECEIPT_SECRET in the controller's environment (the AWX credential injects it), when it is
+  set at all: set but empty means "no secret", never "read the variable instead";
+- else the variable gate0_receipt_secret (inventory, group_vars, vault), resolved with every extra
+  var withheld, so a template there cannot draw on launch input either.
+An extra var gate0_receipt_secret is refused like the variables gate0 computes itself (one rule:
+`protected_overrides`): the gate leaves its result not passed and unsigned, a consumer refuses.
 
 The receipt is the part of the gate0 fact a consumer relies on (run, time, host, verdict, gates,
-production digest, clone name and server identity, decisions), plus `tag` = HMAC-SHA256 over its
-canonical JSON (sorted keys, no whitespace, UTF-8). Extra vars outrank everything in Ansible, even
-set_fact and register: both modes refuse to run when extra vars set a variable gate0 computes
-itself, since a verdict or a verification built from them would not be evidence.
+production database and digest plus a SHA-256 of the whole production section the exit compares
+against, clone name and server identity, decisions), plus `tag` = HMAC-SHA256 over its canonical
+JSON (sorted keys, no whitespace, UTF-8).
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ from typing import Any
 from ansible.plugins.action import ActionBase
 
 ALG = "HMAC-SHA256"
-VERSION = 1
+VERSION = 2
 SECRET_ENV = "GATE0_RECEIPT_SECRET"  # noqa: S105 - the name of the variable, not a secret
 SECRET_VAR = "gate0_receipt_secret"  # noqa: S105 - the name of the variable, not a secret
 MIN_SECRET_CHARS = 16
-# Variables gate0 computes itself: an extra var of one of these names would replace gate0's own value.
+# Variables that never come from launch input: those gate0 computes itself (an extra var would replace
+# gate0's own value) and the receipt key (an extra var would let the launcher sign their own receipt).
 PROTECTED_PREFIX = "__gate0"
-PROTECTED_NAMES = ("gate0_required_record", "gate0_required")
+PROTECTED_NAMES = ("gate0_required_record", "gate0_required", SECRET_VAR)
+# Containers through which a template reaches every variable, extra vars included.
+ALL_VARS_CONTAINERS = ("vars", "hostvars")
 
 
 def plain(value: Any) -> Any:
@@ -64,8 +74,17 @@ def compute_tag(body: Mapping[str, Any], secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), canonical_json(body), hashlib.sha256).hexdigest()
 
 
+def section_sha256(section: Any) -> str:
+    """SHA-256 of a section's canonical JSON: the receipt covers all of it without repeating it."""
+    return hashlib.sha256(canonical_json(section)).hexdigest()
+
+
 def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
-    """What a consumer relies on, taken from a gate0 fact (everything the tag covers)."""
+    """What a consumer relies on, taken from a gate0 fact (everything the tag covers).
+
+    The whole `production` section (counts, hashes, write counters, server: what the exit fingerprint
+    compares against) is covered by its SHA-256; the require entry point reads the other fields.
+    """
     prod = fact.get("production") or {}
     clone = fact.get("clone") or {}
     decisions = fact.get("decisions") or {}
@@ -77,7 +96,8 @@ def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
         "host": fact.get("host"),
         "passed": fact.get("passed") is True,
         "gates": list(fact.get("gates") or []),
-        "production": {"database": prod.get("database"), "digest": prod.get("digest")},
+        "production": {"database": prod.get("database"), "digest": prod.get("digest"),
+                       "sha256": section_sha256(prod)},
         "clone": {"database": clone.get("database"), "identity": clone.get("identity")},
         "decisions": {str(k): (v or {}).get("decision") for k, v in decisions.items()},
     }
@@ -126,9 +146,30 @@ def verify_problem(record: Any, secret: str, host: str, clone_database: str) -> 
 
 
 def protected_overrides(extra_vars: Mapping[str, Any]) -> list[str]:
-    """Extra vars that would replace a value gate0 computes itself."""
+    """Extra vars gate0 never takes from launch input: its own computed variables, the receipt key."""
     return sorted(str(k) for k in extra_vars
                   if str(k).startswith(PROTECTED_PREFIX) or str(k) in PROTECTED_NAMES)
+
+
+def override_problem(names: list[str]) -> str | None:
+    """One line naming the extra vars that must not be launch input (None when there are none)."""
+    if not names:
+        return None
+    return (f"extra vars set {', '.join(names)}, which never come from launch input (the receipt key, "
+            "and values gate0 computes itself: a result built from them is not evidence)")
+
+
+def without_extra_vars(task_vars: Mapping[str, Any], extra_names: Any) -> dict[str, Any]:
+    """The task's variables with every extra var withheld, `vars` rebuilt from them, no `hostvars`."""
+    kept = {k: v for k, v in task_vars.items() if k not in extra_names and k not in ALL_VARS_CONTAINERS}
+    return {**kept, "vars": dict(kept)}
+
+
+def no_secret_reason() -> str:
+    """Why there is no receipt key (the environment variable decides when it is set at all)."""
+    if SECRET_ENV in os.environ:
+        return f"{SECRET_ENV} is set but empty (no receipt key; {SECRET_VAR} is then not read)"
+    return f"no {SECRET_VAR} (nor {SECRET_ENV}) is configured"
 
 
 def secret_problem(secret: str) -> str | None:
@@ -144,19 +185,24 @@ class ActionModule(ActionBase):
     _requires_connection = False
     _VALID_ARGS = frozenset(("mode", "gate0", "clone_database"))
 
-    def _secret(self, task_vars: dict[str, Any]) -> str:
-        """GATE0_RECEIPT_SECRET (the controller's environment: no extra var reaches it), else the var."""
-        from_env = os.environ.get(SECRET_ENV, "")
-        if from_env:
-            return from_env
+    def _secret(self, task_vars: dict[str, Any], extra_vars: Mapping[str, Any]) -> str:
+        """GATE0_RECEIPT_SECRET when set (empty: no secret), else the variable without any extra var."""
+        if SECRET_ENV in os.environ:
+            return os.environ[SECRET_ENV]
         if SECRET_VAR not in task_vars:
             return ""
-        value = self._templar.resolve_variable_expression(SECRET_VAR)
+        templar = self._templar.copy_with_new_env(
+            available_variables=without_extra_vars(task_vars, extra_vars))
+        value = templar.resolve_variable_expression(SECRET_VAR)
         return "" if value is None else str(value)
 
-    def _extra_vars(self) -> dict[str, Any]:
+    def _extra_vars(self) -> Mapping[str, Any]:
+        """This run's extra vars, as the VariableManager merged them (every launch input lands here)."""
+        manager = self._task.get_variable_manager()
+        if manager is not None:
+            return manager.extra_vars
         from ansible.utils.vars import load_extra_vars
-        return dict(load_extra_vars(self._loader))
+        return load_extra_vars(self._loader)
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
@@ -166,9 +212,8 @@ class ActionModule(ActionBase):
         fail = {**result, "failed": True, "changed": False}
         if mode not in ("sign", "verify"):
             return {**fail, "msg": f"gate0_receipt: mode must be sign or verify, got {mode!r}"}
-        overrides = protected_overrides(self._extra_vars())
-        why_not = (f"extra vars set gate0's own variable(s) {', '.join(overrides)} (a result built from "
-                   "them is not evidence)") if overrides else None
+        extra_vars = self._extra_vars()
+        why_not = override_problem(protected_overrides(extra_vars))
         if why_not and mode == "verify":
             return {**fail, "msg": f"gate0 refuses to accept a gate0 record: {why_not}"}
         if why_not:
@@ -180,9 +225,10 @@ class ActionModule(ActionBase):
                     "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
                                  "the result is marked not passed"]}
         try:
-            secret = self._secret(task_vars)
+            secret = self._secret(task_vars, extra_vars)
         except Exception as exc:  # an unreadable secret is a failure, never "no secret"
-            return {**fail, "msg": f"gate0_receipt: reading {SECRET_VAR}: {' '.join(str(exc).split())}"}
+            return {**fail, "msg": f"gate0_receipt: reading {SECRET_VAR} (extra vars withheld): "
+                                   f"{' '.join(str(exc).split())}"}
         why = secret_problem(secret)
         if why:
             return {**fail, "msg": f"gate0_receipt: {why}"}
@@ -198,9 +244,8 @@ class ActionModule(ActionBase):
         record = args.get("gate0")
         if not secret:
             return {**result, "changed": False, "gate0": record, "verified": False, "fallback": True,
-                    "msg": f"gate0 receipt NOT verified: no {SECRET_VAR} (nor {SECRET_ENV}) is configured; "
-                           "re-running the whole clone gate instead of trusting the record "
-                           "(slower, never weaker)"}
+                    "msg": f"gate0 receipt NOT verified: {no_secret_reason()}; re-running the whole "
+                           "clone gate instead of trusting the record (slower, never weaker)"}
         problem = verify_problem(record, secret, str(task_vars.get("inventory_hostname")),
                                  str(args.get("clone_database") or ""))
         if problem:

@@ -15,7 +15,10 @@ from ansible.plugins.action import ActionBase
 
 REDACTED = "********"
 DEFAULT_REDACT_VARS = (
-    "gate0_production_login_password", "gate0_clone_login_password", "gate0_receipt_secret")
+    "gate0_production_login_password", "gate0_clone_login_password", "gate0_refresh_dba_login_password",
+    "gate0_receipt_secret")
+# Secrets held in the controller's environment (the AWX credential injects the receipt key there).
+REDACT_ENV = ("GATE0_RECEIPT_SECRET",)
 
 
 def _secrets(templar: Any, names: list[str]) -> list[str]:
@@ -107,6 +110,7 @@ class ActionModule(ActionBase):
                            f"basename={basename!r}"}
         mode = int(str(args.get("mode") or "0640"), 8)
         secrets = _secrets(self._templar, list(args.get("redact_vars") or DEFAULT_REDACT_VARS))
+        secrets += [os.environ[name] for name in REDACT_ENV if os.environ.get(name)]
         texts = {
             "json": json.dumps(args.get("report") or {}, indent=2, sort_keys=False, default=str) + "\n",
             "md": str(args.get("markdown") or ""),

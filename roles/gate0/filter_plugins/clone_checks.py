@@ -22,6 +22,19 @@ def record(cid: str, ok: bool, observed: Any, expected: Any, message: str) -> Re
             "expected": expected, "message": message}
 
 
+def skipped(cid: str, expected: Any, message: str) -> Record:
+    """A check the vars leave out: 'skipped' with the reason, never 'pass'."""
+    return {"id": cid, "gate": "clone", "status": "skipped", "observed": None, "expected": expected,
+            "message": message}
+
+
+def left_out(s: dict[str, Any], section: str) -> bool:
+    """The profile leaves this optional section out (absent or null): its check is skipped.
+
+    The same rule decides what clone_isolation observes (module_utils/gate0_clone.py, left_out)."""
+    return (s.get("profile") or {}).get(section) is None
+
+
 def production_names(settings: dict[str, Any]) -> list[str]:
     names = [settings.get("production_database") or "", *list(settings.get("allowed_databases") or [])]
     return sorted({n for n in names if n})
@@ -261,10 +274,15 @@ def check_app_binding(result: dict[str, Any], s: dict[str, Any]) -> Record:
     app = result["app"]
     bind = app.get("binding") or {}
     observed = {"role": app.get("role"), "role_exists": app.get("role_exists"),
-                "connect_on_clone": app.get("connect_on_clone"), "binding": bind}
+                "superuser": app.get("superuser"), "connect_on_clone": app.get("connect_on_clone"),
+                "binding": bind}
     if not app.get("role_exists"):
         return record(cid, False, observed, expected,
                       f"app role {app.get('role')!r} does not exist on the server")
+    if app.get("superuser"):
+        return record(cid, False, observed, expected,
+                      f"app role {app.get('role')!r} is a superuser: it can connect to {db!r} whatever is "
+                      "revoked (give the app a role without SUPERUSER)")
     if app.get("connect_on_clone") is not False:
         return record(cid, False, observed, expected, f"app role {app.get('role')!r} has CONNECT on {db!r}")
     if bind.get("error"):
@@ -282,9 +300,30 @@ def check_app_binding(result: dict[str, Any], s: dict[str, Any]) -> Record:
                   "has no CONNECT on the clone")
 
 
+def _row_line(row: Any, label: str | None, details: list[str], parent: str | None = None) -> str:
+    """One active row by name: `'Notify owners' (trigger=event)`; a whole row when unnamed."""
+    if not isinstance(row, dict):
+        return str(row)
+    head = repr(row.get(label)) if label else str({k: v for k, v in row.items() if k != "gate0_parent"})
+    bits = [f"{d}={row.get(d)}" for d in details]
+    if parent and row.get("gate0_parent") is not None:
+        bits.append(f"in {parent} {row['gate0_parent']!r}")
+    return head + (f" ({', '.join(bits)})" if bits else "")
+
+
+def _active_line(relation: str, count: int, lines: list[str], unnamed: str = "") -> str:
+    shown = lines[:MAX_LISTED]
+    more = f" (+{count - len(shown)} more)" if count > len(shown) else ""
+    return f"{count} active in {relation}" + (f": {', '.join(shown)}{more}" if shown else unnamed)
+
+
 def check_dispatch(result: dict[str, Any], s: dict[str, Any]) -> Record:
+    """Nothing in the clone would dispatch: no active row in the registry (in scope) or in any
+    outbound mechanism of the profile; each active one is named (profile: key/label, details)."""
     cid = "clone.dispatch_disabled"
-    expected = {"registry_active": 0, "outbound_active": 0}
+    prof = (s.get("profile") or {}).get("dispatch") or {}
+    empty_ok = bool(prof.get("registry_empty_ok"))
+    expected = {"registry_active": 0, "outbound_active": 0, "registry_rows": "any" if empty_ok else "> 0"}
     why = _sections(result, "dispatch")
     if why:
         return record(cid, False, None, expected, why)
@@ -292,22 +331,32 @@ def check_dispatch(result: dict[str, Any], s: dict[str, Any]) -> Record:
     reg = disp["registry"]
     outbound = disp.get("outbound") or {}
     observed = {"registry_rows": reg["rows"], "registry_active": reg["active"],
-                "outbound": {k: v.get("active") for k, v in outbound.items()}}
-    if reg["rows"] == 0:
+                "outbound": {k: v.get("active") for k, v in outbound.items()},
+                "outbound_named": {k: v.get("named") for k, v in outbound.items() if v.get("named")}}
+    if reg["rows"] == 0 and not empty_ok:
         return record(cid, False, observed, expected,
-                      f"no rows of {reg['relation']} in scope {reg.get('scope')} (check the profile's scope)")
+                      f"no rows of {reg['relation']} in scope {reg.get('scope')} (check the profile's scope; "
+                      "dispatch.registry_empty_ok: true accepts an empty registry)")
     problems = []
     if reg["active"]:
-        key = ((s.get("profile") or {}).get("dispatch") or {}).get("registry_key")
-        names = [str(r.get(key, r)) if isinstance(r, dict) else str(r) for r in reg["active"]]
-        problems.append(f"{len(names)} active in {reg['relation']}: {', '.join(names[:MAX_LISTED])}")
-    problems += [f"{v['active']} active in {name}" for name, v in outbound.items() if v.get("active")]
+        details = [str(d) for d in prof.get("registry_details") or []]
+        lines = [_row_line(r, prof.get("registry_key"), details) for r in reg["active"]]
+        problems.append(_active_line(reg["relation"], int(reg.get("active_count") or len(lines)), lines))
+    for name, v in outbound.items():
+        if not v.get("active"):
+            continue
+        spec = (prof.get("outbound") or {}).get(name) or {}
+        parent = (spec.get("parent") or {}).get("relation")
+        lines = [_row_line(r, spec.get("label"), [str(d) for d in spec.get("details") or []], parent)
+                 for r in v.get("named") or []]
+        problems.append(_active_line(v.get("relation") or name, int(v["active"]), lines,
+                                     f" (unnamed: the profile's dispatch.outbound.{name}.label is not set)"))
     if problems:
         return record(cid, False, observed, expected, "; ".join(problems))
     mech = ", ".join(f"{n} {v['rows']} rows" for n, v in outbound.items())
-    return record(cid, True, observed, expected,
-                  f"{reg['rows']} rows of {reg['relation']} in scope all inactive"
-                  + (f"; none active in {mech}" if mech else ""))
+    head = (f"{reg['relation']} has no rows in scope (the profile accepts an empty registry)"
+            if reg["rows"] == 0 else f"{reg['rows']} rows of {reg['relation']} in scope all inactive")
+    return record(cid, True, observed, expected, head + (f"; none active in {mech}" if mech else ""))
 
 
 def check_outbox_guard(result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -317,6 +366,8 @@ def check_outbox_guard(result: dict[str, Any], s: dict[str, Any]) -> Record:
     expected = {"trigger": outbox.get("trigger"), "enabled": list(ENABLED),
                 "timing": "BEFORE INSERT FOR EACH ROW",
                 "function": want_fn, "probe_rejected": bool(s.get("outbox_probe", True))}
+    if left_out(s, "outbox"):
+        return skipped(cid, None, "the profile has no outbox")
     why = _sections(result, "outbox")
     if why:
         return record(cid, False, None, expected, why)
@@ -368,7 +419,9 @@ def _probe_problems(probe: dict[str, Any], want_fn: str) -> list[str]:
 
 
 def _count_check(cid: str, result: dict[str, Any], section: str,
-                 judge: Callable[[dict[str, Any]], tuple[bool, Any, Any, str]]) -> Record:
+                 judge: Callable[[dict[str, Any]], tuple[bool, Any, Any, str]], s: dict[str, Any]) -> Record:
+    if left_out(s, section):
+        return skipped(cid, None, f"the profile has no {section}")
     why = _sections(result, section)
     if why:
         return record(cid, False, None, None, why)
@@ -383,7 +436,7 @@ def check_worker_lease(result: dict[str, Any], s: dict[str, Any]) -> Record:
         ok = lease["rows"] == want
         return ok, lease["rows"], want, (f"{lease['relation']} = {lease['rows']} rows"
                                          + ("" if ok else f", expected {want} (a worker holds a lease)"))
-    return _count_check("clone.worker_lease", result, "lease", judge)
+    return _count_check("clone.worker_lease", result, "lease", judge, s)
 
 
 def check_seed(result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -399,7 +452,7 @@ def check_seed(result: dict[str, Any], s: dict[str, Any]) -> Record:
             return False, observed, {"marked": want, "total": want}, \
                 f"{head}; {total - marked} rows without the marker (expected no more, no fewer than {want})"
         return True, observed, {"marked": want, "total": want}, head
-    return _count_check("clone.seed_present", result, "seed", judge)
+    return _count_check("clone.seed_present", result, "seed", judge, s)
 
 
 def check_coverage(result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -412,7 +465,7 @@ def check_coverage(result: dict[str, Any], s: dict[str, Any]) -> Record:
         line = f"{cov['gap_relation']} = {cov['gap_rows']} of {cov['cells']} cells"
         ok = cov["gap_rows"] == want_gap and cov["cells"] == want_cells
         return ok, observed, expected, line + ("" if ok else f", expected {want_gap} of {want_cells}")
-    return _count_check("clone.coverage", result, "coverage", judge)
+    return _count_check("clone.coverage", result, "coverage", judge, s)
 
 
 def check_candidates(result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -433,7 +486,7 @@ def check_candidates(result: dict[str, Any], s: dict[str, Any]) -> Record:
         if want_cursor and rows:
             line += " (" + ", ".join(f"{k} {rows[0].get(k)}" for k in want_cursor) + ")"
         return (not off), observed, expected, (line if not off else "off bound: " + "; ".join(off))
-    return _count_check("clone.candidate_state", result, "candidates", judge)
+    return _count_check("clone.candidate_state", result, "candidates", judge, s)
 
 
 def check_rollback_plan(_result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -513,7 +566,7 @@ def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) 
     """The clone part of the report: what was observed (no secrets; the module returns none)."""
     r = result or {}
     keys = ("identity", "sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates",
-            "reach", "outbound", "final", "errors", "timings")
+            "reach", "outbound", "final", "errors", "left_out", "timings")
     out = {k: r.get(k) for k in keys}
     out["database"] = settings.get("database")
     out["error"] = r.get("msg") if r.get("failed") else None

@@ -7,7 +7,8 @@ module: gate0_receipt
 short_description: Sign gate0's result as a receipt, or verify a gate0 record's receipt (controller only)
 description:
   - O(mode=sign) returns the gate0 fact with a C(receipt) - run id, time, host, verdict, gates,
-    production database and digest, clone database and server identity, decisions - and its C(tag),
+    production database and digest and a SHA-256 of the whole production section (what the exit
+    fingerprint compares against), clone database and server identity, decisions - and its C(tag),
     HMAC-SHA256 over the receipt's canonical JSON (sorted keys, no whitespace, UTF-8). Without a
     secret the tag is null and consumers fall back to re-running the clone gate.
   - O(mode=verify) checks a gate0 record before a mutation, in this order, and fails with one line
@@ -15,11 +16,17 @@ description:
     match, compared in constant time), edited (a field of the record differs from its signed receipt),
     replayed to another host, replayed to another clone (by name; the database oid and server are
     compared on the server by C(clone_sql)). Without a secret it returns RV(fallback)=true.
-  - The secret is read on the controller only - C(GATE0_RECEIPT_SECRET) in the controller's
-    environment, else the variable C(gate0_receipt_secret) - and never appears in the task's
-    arguments or result. A secret shorter than 16 characters is refused.
-  - Both modes refuse to run when extra vars set a variable gate0 computes itself (C(__gate0_*),
-    C(gate0_required_record), C(gate0_required)), because extra vars outrank set_fact and register.
+  - The secret is read on the controller only and never appears in the task's arguments or result.
+    It never comes from launch input (extra vars - C(-e), AWX launch and survey variables, workflow
+    artifacts - outrank everything in Ansible) - C(GATE0_RECEIPT_SECRET) in the controller's
+    environment when it is set at all (the AWX credential injects it; set but empty means no secret,
+    never "read the variable instead"), else the variable C(gate0_receipt_secret) from the inventory
+    or a vault file, resolved with every extra var withheld (a template there that draws on an extra
+    var fails). A secret shorter than 16 characters is refused.
+  - Both modes refuse to run when extra vars set C(gate0_receipt_secret) or a variable gate0 computes
+    itself (C(__gate0_*), C(gate0_required_record), C(gate0_required)), because extra vars outrank
+    set_fact and register - one line naming the variable; O(mode=sign) then marks the result not
+    passed and leaves it unsigned.
 version_added: "1.0.0"
 author: gate0 developers
 options:

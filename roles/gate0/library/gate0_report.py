@@ -34,10 +34,13 @@ options:
     type: str
     required: true
   redact_vars:
-    description: Names of variables whose values must never appear in a report.
+    description:
+      - Names of variables whose values must never appear in a report. The value of
+        C(GATE0_RECEIPT_SECRET) in the controller's environment is masked too, always.
     type: list
     elements: str
-    default: [gate0_production_login_password, gate0_clone_login_password, gate0_receipt_secret]
+    default: [gate0_production_login_password, gate0_clone_login_password, gate0_refresh_dba_login_password,
+              gate0_receipt_secret]
   mode:
     description: File mode of both reports.
     type: str
