@@ -84,7 +84,7 @@ def run_section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Cal
     cur.execute("SAVEPOINT gate0_section")
     try:
         value = fn()
-    except (psycopg2.Error, gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
+    except (psycopg2.Error, gate0_pg.GateError, AttributeError, KeyError, TypeError, ValueError) as exc:
         reason = f"{doing}: {gate0_pg.one_line(exc) if isinstance(exc, psycopg2.Error) else exc}"
         try:
             cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
