@@ -597,7 +597,8 @@ def test_a_stalled_observation_is_stopped_by_gate0_observe_timeout(lab: Lab, tmp
     assert "timeout" in message.lower() or "timed out" in message.lower(), run.failures
     assert "Traceback" not in run.output
     for _ in range(50):  # the killed module's sessions end (bounded wait)
-        if not lab.scalar("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"):
+        gate_sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"
+        if not lab.scalar("postgres", gate_sessions):
             break
         time.sleep(0.2)
     else:
