@@ -66,14 +66,17 @@ class Timer:
         self.longest = ""
 
     def run(self, cur: Any, what: str, query: Any, params: Any = None) -> list[tuple]:
+        """Run one statement; it is counted and timed even when it fails (a statement timeout is
+        the longest statement of its run)."""
         start = time.monotonic()
-        cur.execute(query, params)
-        rows = cur.fetchall()
-        ms = pg.elapsed_ms(start)
-        self.statements += 1
-        if ms >= self.longest_ms:
-            self.longest_ms, self.longest = ms, what
-        return rows
+        try:
+            cur.execute(query, params)
+            return cur.fetchall()
+        finally:
+            ms = pg.elapsed_ms(start)
+            self.statements += 1
+            if ms >= self.longest_ms:
+                self.longest_ms, self.longest = ms, what
 
 
 def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:

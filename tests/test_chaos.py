@@ -23,7 +23,7 @@ from typing import Any
 import psycopg2
 import pytest
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
-from gaterun import cached_fact
+from gaterun import cached_fact, run_gate
 
 # --- the clone part's pause point (module_utils/gate0_clone.py, GATE0_TEST_PAUSE_FILE) ----------------
 
@@ -576,3 +576,30 @@ def test_the_exit_verifies_the_receipt(lab: Lab, tmp_path: Path) -> None:
     assert rc != 0, out[-3000:]
     assert "gate0 receipt refused: edited: gate0 checked_at differ" in out, out[-3000:]
     assert "Fingerprint production again" not in out
+
+
+def test_a_stalled_observation_is_stopped_by_gate0_observe_timeout(lab: Lab, tmp_path: Path) -> None:
+    """Long statement and lock timeouts, a target locked by another session: the whole observation is
+    bounded by gate0_observe_timeout, every check it feeds FAILs, and the gate's sessions end."""
+    holder = lab.connect(PROD_DB)
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLE dot_tools IN ACCESS EXCLUSIVE MODE")
+        run = run_gate(tmp_path, {"gate0_statement_timeout": 60000, "gate0_lock_timeout": 60000,
+                                  "gate0_observe_timeout": 4}, fast=False, timeout=120)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert run.rc != 0
+    assert run.wall < 40, run.wall
+    message = run.failures.get("prod.fingerprint", "")
+    assert "timeout" in message.lower() or "timed out" in message.lower(), run.failures
+    assert "Traceback" not in run.output
+    for _ in range(50):  # the killed module's sessions end (bounded wait)
+        gate_sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"
+        if not lab.scalar("postgres", gate_sessions):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("gate0 sessions still open 10 s after the observe timeout")

@@ -19,6 +19,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "gate0_statement_timeout": (1, 3_600_000),
     "gate0_lock_timeout": (1, 3_600_000),
     "gate0_connect_timeout": (1, 3600),
+    "gate0_observe_timeout": (1, 86400),
     "gate0_disk_min_free_bytes": (0, None),
     "gate0_disk_min_free_percent": (0, 100),
     "gate0_disk_clone_size_factor": (0, None),

@@ -406,7 +406,18 @@ def _counter_problems(
 
 
 def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """Compare the entry summary with the exit fingerprint: unchanged | changed | cannot_prove."""
+    """Compare the entry summary with the exit fingerprint: unchanged | changed | cannot_prove.
+    An entry record of the wrong shape (a string count, a list for a dict) is "cannot prove"."""
+    try:
+        return _prod_exit(entry if isinstance(entry, dict) else {}, result)
+    except (AttributeError, TypeError, ValueError) as exc:
+        return {"status": "cannot_prove", "unchanged": False, "entry_digest": None, "exit_digest": None,
+                "changed": [], "cannot_prove": [f"{type(exc).__name__}: {exc}"],
+                "message": "production unchanged: cannot prove: the entry record (gate0 fact) is malformed: "
+                           + " ".join(f"{type(exc).__name__}: {exc}".split())}
+
+
+def _prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     entry, result = entry or {}, result or {}
     exit_summary = gate0_prod_summary(result, entry.get("database") or "")
     out = {
