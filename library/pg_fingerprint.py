@@ -187,6 +187,22 @@ idle_in_transaction:
                 (another gate's fingerprint), same keys", type: list, returned: always, sample: []}
     unknown: {description: Client sessions whose state this role cannot see, type: int,
               returned: always, sample: 0}
+writers:
+  description:
+    - Other backends writing a non-volatile target while it is fingerprinted, seen at the start (before the
+      first count) and at the end (after the counters) - the role's prod.targets_quiet judges it.
+    - A write lock (RowExclusiveLock or stronger, held or awaited) on a target table or its partitions,
+      and each table's write counters and relfilenode at both ends.
+  type: dict
+  returned: after the targets were resolved
+  sample: {tables: [dot_tools], start: {locks: [], counters: {dot_tools: {relfilenode: 16528, n_tup_ins: 0,
+           n_tup_upd: 0, n_tup_del: 0}}}, end: {locks: [], counters: {}}}
+  contains:
+    tables: {description: The non-volatile targets' tables, type: list, returned: always, sample: [dot_tools]}
+    start: {description: "{locks: [{table, pid, mode, granted, user, application_name, state}], counters}",
+            type: dict, returned: always, sample: {locks: [], counters: {}}}
+    end: {description: The same at the end, type: dict, returned: when the fingerprint reached its end,
+          sample: {locks: [], counters: {}}}
 clone_unreachable:
   description: Evidence that this channel cannot reach the clone.
   type: dict
@@ -200,8 +216,12 @@ clone_unreachable:
                   sample: true}
     has_connect: {description: has_database_privilege(role, clone, CONNECT), type: bool, returned: always,
                   sample: false}
-    attempt: {description: "The connection attempt: {refused, reason, server}", type: dict,
-              returned: after the rollback, sample: {refused: true, reason: permission denied}}
+    attempt: {description: "The connection attempt: {refused, authorization, refused_by, reason, server};
+                            authorization is true only for a refusal for who we are (no CONNECT, no
+                            pg_hba entry, wrong password, unknown role), never for a network error",
+              type: dict, returned: after the rollback,
+              sample: {refused: true, authorization: true, refused_by: no CONNECT privilege,
+                       reason: permission denied}}
 counts:
   description: Target name to row count (or the number an C(sql) target returned).
   type: dict

@@ -7,6 +7,7 @@ with a savepoint per section, then the guarded outbox probe in its own transacti
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,7 +84,7 @@ def run_section(cur: Any, name: str, doing: str, errors: dict[str, str], fn: Cal
     cur.execute("SAVEPOINT gate0_section")
     try:
         value = fn()
-    except (psycopg2.Error, gate0_pg.GateError, KeyError, TypeError, ValueError) as exc:
+    except (psycopg2.Error, gate0_pg.GateError, AttributeError, KeyError, TypeError, ValueError) as exc:
         reason = f"{doing}: {gate0_pg.one_line(exc) if isinstance(exc, psycopg2.Error) else exc}"
         try:
             cur.execute("ROLLBACK TO SAVEPOINT gate0_section")
@@ -369,6 +370,26 @@ def run_probe(conn: Any, params: dict[str, Any], outbox: dict[str, Any], event_t
     return out
 
 
+# A pause point for tests only (tests/test_chaos.py): when the module's environment names a file in
+# GATE0_TEST_PAUSE_FILE, the clone part, right after its first read (sessions), creates
+# "<file>.reached" and waits while the file exists (at most PAUSE_MAX_S seconds), so a test can act at
+# a known instant of the check. Unset (always, outside tests), it does nothing. It can only delay.
+PAUSE_ENV = "GATE0_TEST_PAUSE_FILE"
+PAUSE_MAX_S = 30.0
+
+
+def pause_point() -> None:
+    """Wait at the test pause point when GATE0_TEST_PAUSE_FILE is set (bounded); else return at once."""
+    path = os.environ.get(PAUSE_ENV)
+    if not path:
+        return
+    with open(f"{path}.reached", "w", encoding="utf-8"):
+        pass
+    deadline = time.monotonic() + PAUSE_MAX_S
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 SECTIONS = ("sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates", "reach",
             "outbound")
 # Profile sections a profile may leave out (absent or null) where the schema has no counterpart (a stock
@@ -402,6 +423,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
 
     facts: dict[str, Any] = {"errors": errors, "left_out": skipped}
     start = time.monotonic()
+    settle_own_session(conn)
     gate0_pg.begin(conn, p, read_only=True)
     cur = conn.cursor()
     try:
@@ -409,8 +431,11 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
     except psycopg2.Error as exc:
         raise gate0_pg.GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
     same_db = facts["identity"]["database"] == p["login_db"]
+    # The session counter first: a session established after it is counted by the final re-check.
     facts["sessions"] = section(cur, "sessions", "reading sessions", errors,
-                                lambda: observe_sessions(cur, profile))
+                                lambda: {"established": sessions_established(cur),
+                                         **observe_sessions(cur, profile)})
+    pause_point()
     app: dict[str, Any] = {"role": p["app_role"], "role_exists": None, "connect_on_clone": None}
     if p["app_role"]:
         app = section(cur, "app", "reading the app role's privileges", errors,
@@ -470,9 +495,72 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
         probe = run_probe(conn, p, outbox, probe_type, seq_cols)
         timings["probe_ms"] = gate0_pg.elapsed_ms(start)
     facts["outbox"] = {"relation": outbox.get("relation"), "trigger": trig, "probe": probe}
+    start = time.monotonic()
+    facts["final"] = observe_final(p, conn, wanted)
+    timings["final_ms"] = gate0_pg.elapsed_ms(start)
     return facts
 
 
+# --- the final re-check: the clone is still quiet after every read and the probe ----------------------
+
+def settle_own_session(conn: Any) -> None:
+    """Make sure our own session is already in pg_stat_database.sessions before the first read.
+
+    A backend counts its session when it first goes idle, before the client hears ReadyForQuery, but
+    without waiting for a lock on the statistics; pg_stat_force_next_flush() (PostgreSQL 15+) makes
+    the flush at the end of this statement wait for it. On 14 (the statistics collector) the counter
+    is read from a file at most 500 ms old: wait that long once, so ours is in it.
+    """
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        if conn.server_version >= 150000:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        else:
+            time.sleep(0.6)
+
+
+def sessions_established(cur: Any) -> dict[str, Any]:
+    """pg_stat_database.sessions of this database now (sessions ever established, ours included)."""
+    cur.execute("SELECT pg_stat_clear_snapshot()")
+    cur.execute("SELECT sessions, "
+                "to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                "FROM pg_stat_database WHERE datname = current_database()")
+    row = cur.fetchone()
+    return {"sessions": None if row is None or row[0] is None else int(row[0]),
+            "stats_reset": None if row is None else row[1]}
+
+
+def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, Any]:
+    """After every read and the probe, in a new read-only transaction (a new snapshot): the sessions,
+    the registry and the leases again, then the session counter last (clone_checks.py compares it
+    with the first one: no session but ours may have been established on the clone in between)."""
+    profile = p["profile"]
+    wanted = wanted - set(left_out(profile))  # a section the profile leaves out is skipped, not re-read
+    errors: dict[str, str] = {}
+    final: dict[str, Any] = {"errors": errors}
+    try:
+        gate0_pg.begin(conn, p, read_only=True)
+    except gate0_pg.GateError as exc:
+        why = f"re-reading the clone at the end: {exc}"
+        errors.update({n: why for n in ("sessions", "dispatch", "lease")})
+        return final
+    cur = conn.cursor()
+    if "sessions" in wanted:
+        final["sessions"] = run_section(cur, "sessions", "re-reading sessions at the end", errors,
+                                        lambda: observe_sessions(cur, profile))
+    if "dispatch" in wanted:
+        final["dispatch"] = run_section(cur, "dispatch", "re-reading the event type registry at the end",
+                                        errors, lambda: observe_dispatch(cur, profile.get("dispatch") or {}))
+    if "lease" in wanted:
+        final["lease"] = run_section(cur, "lease", "re-reading worker leases at the end", errors, lambda: {
+            "relation": profile["lease"]["relation"], "rows": count(cur, profile["lease"]["relation"])})
+    if "sessions" in wanted and final.get("sessions") is not None:
+        final["sessions"]["established"] = run_section(
+            cur, "sessions", "re-reading the session counter at the end", errors,
+            lambda: sessions_established(cur))
+    cur.close()
+    gate0_pg.rollback(conn)
+    return final
 def production_attempts(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The clone channel's credentials tried on every production/allowlisted database: on the clone's
     server, and on production's own endpoint when it differs. Each must be refused by authorization."""

@@ -16,10 +16,10 @@ from typing import Any
 
 try:
     from ansible.module_utils import gate0_pg as pg
-    from ansible.module_utils import gate0_readonly
+    from ansible.module_utils import gate0_reach, gate0_readonly
 except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
     from module_utils import gate0_pg as pg  # type: ignore[no-redef]
-    from module_utils import gate0_readonly  # type: ignore[no-redef]
+    from module_utils import gate0_reach, gate0_readonly  # type: ignore[no-redef]
 
 GateError = pg.GateError
 HAS_PSYCOPG2 = pg.HAS_PSYCOPG2
@@ -34,12 +34,17 @@ HASH_MAX_ROWS = 1_000_000
 # Each hash statement aims at this share of statement_timeout (the bench reports the longest).
 HASH_STATEMENT_SHARE = 0.1
 MAX_VIEW_DEPTH = 5
+# One row's hash: its text form (formats pinned) and its version - where it lives (ctid) and the
+# transaction that wrote it (xmin) - hashed to 64 bits with hashtextextended (stable across platforms
+# and versions: hash partitioning relies on it). Every UPDATE, and a DELETE + INSERT, gives a row a new
+# version even when its content is the same, so the hash changes with any write to a row whether or
+# not the writer's statistics were flushed. What rewrites row versions without a write (VACUUM FULL,
+# CLUSTER, a table rewrite by ALTER TABLE) changes it too; so does the relfilenode compared beside it.
+ROW_HASH_SQL = "hashtextextended(t::text || ' ' || t.ctid::text || ' ' || t.xmin::text, 0)"
 # One hash statement: the rows in a range of blocks (ctid, from a lower bound, below an upper one
-# unless it is the last range); each row's text form (formats pinned) hashed to 64 bits with
-# hashtextextended (stable across platforms and versions: hash partitioning relies on it) and summed:
-# order-independent. Returns the rows and the sum.
+# unless it is the last range), their row hashes summed: order-independent. Returns the rows and the sum.
 HASH_CHUNK_SQL = (
-    "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
+    "SELECT count(*), COALESCE(sum(" + ROW_HASH_SQL + "::numeric), 0)::text "
     "FROM {rel} AS t WHERE t.ctid >= %s::tid{upper}{where}"
 )
 
@@ -61,14 +66,17 @@ class Timer:
         self.longest = ""
 
     def run(self, cur: Any, what: str, query: Any, params: Any = None) -> list[tuple]:
+        """Run one statement; it is counted and timed even when it fails (a statement timeout is
+        the longest statement of its run)."""
         start = time.monotonic()
-        cur.execute(query, params)
-        rows = cur.fetchall()
-        ms = pg.elapsed_ms(start)
-        self.statements += 1
-        if ms >= self.longest_ms:
-            self.longest_ms, self.longest = ms, what
-        return rows
+        try:
+            cur.execute(query, params)
+            return cur.fetchall()
+        finally:
+            ms = pg.elapsed_ms(start)
+            self.statements += 1
+            if ms >= self.longest_ms:
+                self.longest_ms, self.longest = ms, what
 
 
 def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -278,14 +286,34 @@ def hash_target(
     return f"{total_rows}:{total:016x}"
 
 
-def fingerprint_targets(
-    cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any], result: dict[str, Any]
-) -> None:
+def target_relations(cur: Any, targets: dict[str, dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
+    """Resolve every target and the tables it depends on (a view's base tables); fills
+    `target_tables`, `volatile` and `_table_oids` in `result`. Returns the resolved relations."""
     rels = resolve_relations(cur, targets)
-    counts: dict[str, int] = {}
-    hashes: dict[str, str] = {}
     target_tables: dict[str, list[str]] = {}
     table_oids: dict[str, int] = {}
+    for name, spec in targets.items():
+        rel = rels.get(name) if spec.get("relation") else None
+        if rel is None:
+            tables = [(t["oid"], t["name"]) for t in rels.get(name, {}).get("tables", [])]
+        elif rel["kind"] in TABLE_KINDS:
+            tables = [(rel["oid"], rel["name"])]
+        else:
+            tables = base_tables(cur, rel["oid"])
+        target_tables[name] = [t[1] for t in tables]
+        table_oids.update({t[1]: t[0] for t in tables})
+    result.update(target_tables=target_tables,
+                  volatile=sorted(n for n, s in targets.items() if s.get("volatile")))
+    result["_table_oids"] = table_oids
+    return rels
+
+
+def fingerprint_targets(
+    cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any],
+    result: dict[str, Any], rels: dict[str, Any],
+) -> None:
+    counts: dict[str, int] = {}
+    hashes: dict[str, str] = {}
     for name, spec in targets.items():
         rel = rels.get(name) if spec.get("relation") else None
         what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
@@ -300,21 +328,50 @@ def fingerprint_targets(
             raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
         except GateError as exc:
             raise Stage("targets", str(exc)) from None
-        if rel is None:
-            tables = [(t["oid"], t["name"]) for t in rels.get(name, {}).get("tables", [])]
-        elif rel["kind"] in TABLE_KINDS:
-            tables = [(rel["oid"], rel["name"])]
-        else:
-            tables = base_tables(cur, rel["oid"])
-        target_tables[name] = [t[1] for t in tables]
-        table_oids.update({t[1]: t[0] for t in tables})
-    result.update(
-        counts=counts,
-        hashes=hashes,
-        target_tables=target_tables,
-        volatile=sorted(n for n, s in targets.items() if s.get("volatile")),
+    result.update(counts=counts, hashes=hashes)
+
+
+# --- writers during the fingerprint -----------------------------------------------------------------
+# A target being written while it is fingerprinted: the snapshot's counts and hashes are already stale
+# when reported. Seen two ways, at the start (before the first count) and at the end (after the
+# counters): another backend holding or waiting for a lock that writes (RowExclusiveLock, taken by
+# INSERT/UPDATE/DELETE/MERGE/COPY FROM, or stronger) on a target table or one of its partitions, and
+# the write counters moving between the start and the end. Locks taken by VACUUM/ANALYZE
+# (ShareUpdateExclusiveLock) and by readers are not writes. prod_checks.py judges prod.targets_quiet.
+WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+
+
+def write_locks(cur: Any, table_oids: dict[str, int]) -> list[dict[str, Any]]:
+    """Other backends' write locks (held or awaited) on these tables or their partitions, now."""
+    cur.execute(
+        # pg_partition_tree() lists a partitioned table and its partitions; nothing for a plain table.
+        "WITH o AS (SELECT unnest(%s::oid[]) AS root), t AS (SELECT root, root AS relid FROM o "
+        "UNION SELECT o.root, p.relid FROM o, LATERAL pg_partition_tree(o.root) AS p) "
+        "SELECT t.root::regclass::text, l.pid, l.mode, l.granted, a.usename::text, a.application_name, "
+        "a.state "
+        "FROM pg_locks AS l JOIN t ON l.relation = t.relid "
+        "LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid() AND l.mode = ANY(%s) "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY 1, 2",
+        (list(table_oids.values()), list(WRITE_LOCKS)),
     )
-    result["_table_oids"] = table_oids
+    keys = ("table", "pid", "mode", "granted", "user", "application_name", "state")
+    return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+
+
+def quiet_tables(result: dict[str, Any], targets: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The tables of the non-volatile targets (a table shared with a volatile target included)."""
+    names = {t for n, tables in result["target_tables"].items() if not targets[n].get("volatile")
+             for t in tables}
+    return {t: oid for t, oid in result["_table_oids"].items() if t in names}
+
+
+def writers_seen(cur: Any, table_oids: dict[str, int], when: str, result: dict[str, Any]) -> None:
+    """Record the write locks and the write counters at `when` ('start' or 'end') of the fingerprint."""
+    quiet = result.setdefault("writers", {"tables": sorted(table_oids)})
+    counters, _ = read_counters(cur, table_oids)
+    quiet[when] = {"locks": write_locks(cur, table_oids), "counters": counters}
 
 
 def read_counters(cur: Any, table_oids: dict[str, int]) -> tuple[dict[str, dict[str, int]], str | None]:
@@ -432,7 +489,11 @@ def clone_attempt(params: dict[str, Any]) -> dict[str, Any]:
         reason = re.sub(
             r"^connecting to \S+: (connection to server at .*? failed: )?(FATAL:\s+)?", "", str(exc)
         )
-        return {"refused": True, "reason": reason, "server": server}
+        # Only a refusal by authorization proves anything (gate0_reach.refusal, the rule the clone
+        # channel's mirror check uses too); a network error or a timeout proves nothing.
+        why = gate0_reach.refusal(reason)
+        return {"refused": True, "authorization": why is not None, "refused_by": why,
+                "reason": reason, "server": server}
     try:
         conn.close()
     except Exception:  # noqa: S110 - closing a connection we must not use; nothing else to do
@@ -505,7 +566,9 @@ def in_transaction(
         start = time.monotonic()
         cur.execute("SAVEPOINT gate0_targets")
         try:
-            fingerprint_targets(cur, timer, targets, params, result)
+            rels = target_relations(cur, targets, result)
+            writers_seen(cur, quiet_tables(result, targets), "start", result)
+            fingerprint_targets(cur, timer, targets, params, result, rels)
         except Stage:
             # Best effort: on a terminated connection this fails too, and the first cause is the one
             # to report (not "cursor already closed").
@@ -514,7 +577,9 @@ def in_transaction(
             raise
         timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"
-        result["counters"], result["stats_reset"] = read_counters(cur, result.pop("_table_oids"))
+        result["counters"], result["stats_reset"] = read_counters(cur, result["_table_oids"])
+        writers_seen(cur, quiet_tables(result, targets), "end", result)
+        result.pop("_table_oids")
     except psycopg2.Error as exc:
         raise Stage(stage, f"{stage}: {pg.one_line(exc)}") from None
     finally:

@@ -169,6 +169,7 @@ def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
     wanted = dict(PINNED_SETTINGS)
     wanted["statement_timeout"] = f"{int(params['statement_timeout'])}ms"
     wanted["lock_timeout"] = f"{int(params['lock_timeout'])}ms"
+    wanted["idle_in_transaction_session_timeout"] = f"{idle_timeout_ms(params)}ms"
     conn.autocommit = True
     cur = conn.cursor()
     try:
@@ -181,7 +182,7 @@ def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
             "current_setting('TimeZone'), current_setting('DateStyle'), "
             "current_setting('IntervalStyle'), current_setting('extra_float_digits'), "
             "current_setting('bytea_output'), current_setting('row_security'), "
-            "current_setting('application_name')"
+            "current_setting('application_name'), current_setting('idle_in_transaction_session_timeout')"
         )
         row = cur.fetchone()
     except psycopg2.Error as exc:
@@ -191,21 +192,33 @@ def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
     got = dict(zip(
         ["transaction_read_only", "transaction_isolation", "statement_timeout", "lock_timeout", "TimeZone",
          "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "row_security",
-         "application_name"], row, strict=True))
+         "application_name", "idle_in_transaction_session_timeout"], row, strict=True))
     expect = {
         "transaction_read_only": "on" if read_only else "off",
         "transaction_isolation": isolation.lower(),
         "statement_timeout": _norm_ms(wanted["statement_timeout"]),
         "lock_timeout": _norm_ms(wanted["lock_timeout"]),
+        "idle_in_transaction_session_timeout": _norm_ms(wanted["idle_in_transaction_session_timeout"]),
         **{k: v for k, v in PINNED_SETTINGS.items()},
     }
     got_cmp = dict(got)
-    got_cmp["statement_timeout"] = _norm_ms(got["statement_timeout"])
-    got_cmp["lock_timeout"] = _norm_ms(got["lock_timeout"])
+    for key in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+        got_cmp[key] = _norm_ms(got[key])
     bad = [f"{k}={got_cmp[k]!r} (wanted {v!r})" for k, v in expect.items() if str(got_cmp[k]) != str(v)]
     if bad:
         raise GateError("starting the transaction: the server did not apply " + ", ".join(bad))
     return got
+
+
+# A gate stalled inside its transaction (the module stopped, its host frozen) must not hold a snapshot
+# on production: the server ends the session once it is idle in the transaction this long - more than
+# any statement or lock wait of ours, since gate0 itself never idles between its statements.
+IDLE_MARGIN_MS = 1000
+
+
+def idle_timeout_ms(params: dict[str, Any]) -> int:
+    """idle_in_transaction_session_timeout for the gate's transactions, in milliseconds."""
+    return max(int(params["statement_timeout"]), int(params["lock_timeout"])) + IDLE_MARGIN_MS
 
 
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}

@@ -58,7 +58,7 @@ def test_an_unsafe_clone_fails_with_every_failed_check_listed_once(fresh_lab: La
     assert failed_ids(report) == ["clone.dispatch_disabled", "clone.worker_lease"]
     tail = out[out.rindex("fatal: [lab]"):]
     lines = [ln.strip() for ln in tail.splitlines()]
-    head = lines.index("gate0 FAIL on lab: 2 of 21 checks failed")
+    head = lines.index("gate0 FAIL on lab: 2 of 22 checks failed")
     assert lines[head + 1].startswith("clone.dispatch_disabled: ")
     assert lines[head + 2].startswith("clone.worker_lease: ")
     # Nothing else but the recap follows the list.

@@ -209,7 +209,7 @@ def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: L
             assert lab.password(role) not in text, (path, role)
     # The last thing on screen before the recap: the failed checks, one line each.
     tail = r.stdout[r.stdout.rindex("fatal: [lab]"):]
-    assert re.search(r"gate0 FAIL on lab: \d+ of 21 checks failed", tail)
+    assert re.search(r"gate0 FAIL on lab: \d+ of 22 checks failed", tail)
     assert "\n        prod.allowlist: not run" in tail
 
 

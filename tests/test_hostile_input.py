@@ -331,7 +331,7 @@ def _clone_args(lab: Lab, profile: dict) -> dict:
 def _clone_profile(where: str, value: str) -> dict:
     defaults = yaml.safe_load((REPO / "roles/gate0/defaults/main.yml").read_text())
     profile = defaults["gate0_clone_profile"]
-    # What Ansible templates: the profile's outbound mechanisms are a variable of their own.
+    # The seed profile's outbound mechanisms are the shared Directus list (a template in defaults).
     profile["dispatch"]["outbound"] = defaults["gate0_clone_directus_outbound"]
     section, key = where.split(".")
     profile[section][key] = value

@@ -19,6 +19,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 
+from module_utils import gate0_fingerprint
+
 RO = "context_pack_readonly"
 PROD_IDS = [
     "prod.allowlist",
@@ -28,6 +30,7 @@ PROD_IDS = [
     "prod.fingerprint",
     "prod.baseline",
     "prod.idle_in_transaction",
+    "prod.targets_quiet",
 ]
 TEST_ROLE = "gate0_test_writer"
 
@@ -354,7 +357,7 @@ def test_module_hash_counts_every_row_once_in_block_ranges(fresh_lab: Lab, capsy
     cond = f" WHERE {where}" if where else ""
 
     def reference() -> str:
-        n, total = fresh_lab.query(PROD_DB, "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)"
+        n, total = fresh_lab.query(PROD_DB, f"SELECT count(*), COALESCE(sum({gate0_fingerprint.ROW_HASH_SQL}"
                                    f"::numeric), 0) FROM {table} AS t{cond}")[0]
         return f"{n}:{int(total) % (1 << 64):016x}"
 
@@ -505,7 +508,9 @@ def test_gate_allowlist_naming_the_clone(lab: Lab, tmp_path: Path) -> None:
 def test_gate_rls_fails_the_counts_not_the_proof(fresh_lab: Lab, tmp_path: Path) -> None:
     fresh_lab.execute(PROD_DB, "ALTER TABLE governance_object_inventory ENABLE ROW LEVEL SECURITY")
     checks, _out = gate(tmp_path)
-    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint"]
+    # The fingerprint stopped before its end: the writers' check has no end to compare either.
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.targets_quiet"]
+    assert "writers not observed" in checks["prod.targets_quiet"]["message"]
     assert (
         "fingerprinting target 'inventory' (governance_object_inventory)"
         in checks["prod.baseline"]["message"]
@@ -521,8 +526,11 @@ def test_gate_target_behind_a_held_lock_fails_on_lock_timeout(lab: Lab, tmp_path
         took = time.monotonic() - start
         pid = holder.get_backend_pid()
     # The lock holder sits idle in its transaction: that check names it too.
-    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.idle_in_transaction"]
+    assert only_failed(checks) == ["prod.baseline", "prod.fingerprint", "prod.idle_in_transaction",
+                                   "prod.targets_quiet"]
     assert f"pid {pid} (postgres" in checks["prod.idle_in_transaction"]["message"]
+    assert f"dot_tools: pid {pid} (postgres, -, idle in transaction) holds AccessExclusiveLock at the start" \
+        in checks["prod.targets_quiet"]["message"]
     assert checks["prod.baseline"]["message"] == (
         "counts not taken: pg_fingerprint: fingerprinting target 'dot_tools' (dot_tools): "
         "canceling statement due to lock timeout"
@@ -604,9 +612,12 @@ def _summary(**over: object) -> dict:
     return base
 
 
+QUIET = {"start": {"locks": [], "counters": {}}, "end": {"locks": [], "counters": {}}}
+
+
 def _result(**over: object) -> dict:
     s = _summary(**over)
-    return {**s, "identity": s["server"]}
+    return {"writers": QUIET, **s, "identity": s["server"]}
 
 
 @pytest.mark.parametrize(
@@ -614,7 +625,8 @@ def _result(**over: object) -> dict:
     [
         ({}, "unchanged", "production unchanged: digest d1 equal"),
         ({"counts": {"a": 1, "live": 9}}, "unchanged", "(1 targets)"),  # volatile: reported, not proven
-        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed", "a: content changed (hash 1:00 -> 1:ff)"),
+        ({"digest": "d2", "hashes": {"a": "1:ff"}}, "changed",
+         "a: content changed (rows or their row versions, ctid/xmin: hash 1:00 -> 1:ff)"),
         ({"digest": "d2", "counts": {"a": 2, "live": 5}}, "changed", "a: count 1 -> 2"),
         (
             {"counters": {"t": {"relfilenode": 11, "n_tup_ins": 1, "n_tup_upd": 0, "n_tup_del": 0}}},
@@ -636,6 +648,14 @@ def _result(**over: object) -> dict:
             "cannot_prove",
             "another database named directus (database_oid 1 -> 2)",
         ),
+        (
+            {"writers": {**QUIET, "end": {"locks": [{"table": "t", "pid": 7, "mode": "RowExclusiveLock",
+                                                    "granted": True, "user": "app", "state": "active"}]}}},
+            "cannot_prove",
+            "written during the exit fingerprint: t: pid 7 (app, -, active) holds RowExclusiveLock at the "
+            "end",
+        ),
+        ({"writers": {}}, "cannot_prove", "exit fingerprint: writers not observed"),
         (
             {"failed_stage": "connect", "msg": "pg_fingerprint: connecting to x: refused"},
             "cannot_prove",

@@ -3,7 +3,7 @@
 
     tools/gate0_summary.py REPORT_DIR [--since EPOCH_SECONDS]
 
-Reads the newest gate0-<host>-<stamp>.json per host written at or after --since. Exit status: 0 when
+Reads the newest gate0-<host>-<stamp>-<run id>.json per host written at or after --since. Exit status: 0 when
 every host passed, 1 when any failed, 2 when no report was found.
 """
 

@@ -115,6 +115,9 @@ def verify_problem(record: Any, secret: str, host: str, clone_database: str) -> 
     """Why this gate0 record's receipt must be refused (None when it holds): one line naming which."""
     if not isinstance(record, Mapping):
         return f"no gate0 record for this host (got {type(record).__name__}); run playbooks/gate0.yml first"
+    if record.get("finished") is False:  # the mark a run sets at its start (tasks/validate.yml)
+        return (f"not passed: gate0 run {record.get('run_id')} started at {record.get('checked_at')} did "
+                "not finish (failed or interrupted before its reports and receipt); run playbooks/gate0.yml")
     receipt = record.get("receipt")
     if not isinstance(receipt, Mapping):
         return "forged: the gate0 record carries no receipt (hand-made, or not written by gate0)"

@@ -510,16 +510,63 @@ CHECKS = (check_name_pattern, check_not_production, check_production_unreachable
           check_seed, check_coverage, check_candidates, check_rollback_plan)
 
 
+# --- the final re-check: the evidence covers the whole clone check, not its first millisecond -------
+# (clone_isolation re-reads sessions, the registry and the leases after every read and the probe, and
+# the session counter: gate0_clone.observe_final). Each is judged by the same check function as the
+# first reading; a check passes only when both readings pass and no session was established between.
+
+FINAL_CHECKS = {"clone.foreign_sessions": (check_foreign_sessions, "sessions"),
+                "clone.dispatch_disabled": (check_dispatch, "dispatch"),
+                "clone.worker_lease": (check_worker_lease, "lease")}
+
+
+def _established_problem(first: dict[str, Any], final: dict[str, Any]) -> str | None:
+    """Why pg_stat_database.sessions does not prove that no other session came (and maybe went).
+
+    gate0's own clone connection is counted before the first reading (gate0_clone.settle_own_session)
+    and the probe and the re-check reuse it, so any increase is somebody else's session."""
+    start, end = first.get("established") or {}, final.get("established") or {}
+    if start.get("sessions") is None or end.get("sessions") is None:
+        return "cannot prove no session came and went: pg_stat_database.sessions not read"
+    if start.get("stats_reset") != end.get("stats_reset") or end["sessions"] < start["sessions"]:
+        return (f"cannot prove no session came and went: statistics reset during the check "
+                f"(pg_stat_database.sessions {start['sessions']} -> {end['sessions']})")
+    if end["sessions"] > start["sessions"]:
+        return (f"{end['sessions'] - start['sessions']} session(s) established on the clone during the "
+                f"check besides gate0's own (pg_stat_database.sessions {start['sessions']} -> "
+                f"{end['sessions']})")
+    return None
+
+
+def final_recheck(rec: Record, result: dict[str, Any], s: dict[str, Any]) -> Record:
+    """`rec` (a passed first reading) judged again on the re-check at the end; failed when it changed."""
+    check, part = FINAL_CHECKS[rec["id"]]
+    final = result.get("final")
+    if not isinstance(final, dict):
+        return {**rec, "status": "fail",
+                "message": "cannot prove the clone stayed quiet: no re-check at the end"}
+    again = check({**result, **{part: final.get(part)}, "errors": final.get("errors") or {}}, s)
+    problem = None if again["status"] == "pass" else f"at the end of the check: {again['message']}"
+    if problem is None and part == "sessions":
+        problem = _established_problem(result.get("sessions") or {}, final.get("sessions") or {})
+    if problem is None:
+        return {**rec, "message": f"{rec['message']}; still so at the end (re-read after the probe)"}
+    return {**rec, "status": "fail", "message": problem,
+            "observed": {"first": rec["observed"], "final": again["observed"]}}
+
+
 def gate0_clone_checks(result: dict[str, Any] | None, settings: dict[str, Any]) -> list[Record]:
     """Every clone.* record from the module's result (possibly failed) and the role's settings."""
-    return [check(result or {}, settings) for check in CHECKS]
+    records = [check(result or {}, settings) for check in CHECKS]
+    return [final_recheck(r, result or {}, settings) if r["id"] in FINAL_CHECKS and r["status"] == "pass"
+            else r for r in records]
 
 
 def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) -> dict[str, Any]:
     """The clone part of the report: what was observed (no secrets; the module returns none)."""
     r = result or {}
     keys = ("identity", "sessions", "app", "dispatch", "outbox", "lease", "seed", "coverage", "candidates",
-            "reach", "outbound", "errors", "left_out", "timings")
+            "reach", "outbound", "final", "errors", "left_out", "timings")
     out = {k: r.get(k) for k in keys}
     out["database"] = settings.get("database")
     out["error"] = r.get("msg") if r.get("failed") else None

@@ -77,9 +77,11 @@ def gate0_disk_report(result: dict[str, Any] | None, settings: dict[str, Any]) -
     problems += [f"{x['text']} ({x['var']})" for x in rules if not x["ok"]]
     problems = list(dict.fromkeys(problems))  # one line per cause, in order
     where = r.get("path") or settings.get("path")
-    line = (f"{human_df(free)} free of {human_df(fs.get('total_bytes'))} on {where}"
-            f" ({fs.get('free_percent')}% free); clone {human_pg(clone_size)};"
-            f" production {human_pg(prod_size)}")
+    space = f"{where}: filesystem not measured"
+    if free is not None:
+        space = (f"{human_df(free)} free of {human_df(fs.get('total_bytes'))} on {where}"
+                 f" ({fs.get('free_percent')}% free)")
+    line = f"{space}; clone {human_pg(clone_size)}; production {human_pg(prod_size)}"
     return {
         "path": r.get("path") or settings.get("path"),
         "total_bytes": fs.get("total_bytes"),

@@ -19,10 +19,12 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "gate0_statement_timeout": (1, 3_600_000),
     "gate0_lock_timeout": (1, 3_600_000),
     "gate0_connect_timeout": (1, 3600),
+    "gate0_observe_timeout": (1, 86400),
     "gate0_disk_min_free_bytes": (0, None),
     "gate0_disk_min_free_percent": (0, 100),
     "gate0_disk_clone_size_factor": (0, None),
     "gate0_max_age": (1, None),
+    "gate0_production_hash_chunk_rows": (1, None),
 }
 
 
@@ -48,6 +50,20 @@ def _range_problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def _baseline_problems(cfg: dict[str, Any]) -> list[str]:
+    """gate0_production_baseline: target name -> a whole number >= 0 (not a string, not true/false)."""
+    if "gate0_production_baseline" not in cfg:
+        return []
+    baseline = cfg["gate0_production_baseline"]
+    if not isinstance(baseline, Mapping):
+        return [f"gate0_production_baseline must be a dict of target name to count, got {baseline!r}"]
+    bad = {str(k): v for k, v in baseline.items()
+           if isinstance(v, bool) or not isinstance(v, int) or v < 0}
+    if bad:
+        return [f"gate0_production_baseline values must be whole numbers >= 0, got {bad!r}"]
+    return []
+
+
 def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
     """The production allowlist: a list naming the production database and never the clone.
 
@@ -58,7 +74,7 @@ def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
     prod = str(cfg.get("gate0_production_database") or "")
     clone = str(cfg.get("gate0_clone_database") or "")
     allowed = cfg.get("gate0_production_allowed_databases")
-    if not isinstance(allowed, list):
+    if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
         return [f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}"]
     allowed = [str(a) for a in allowed]
     if not allowed:
@@ -91,7 +107,7 @@ def writable_dir_problem(path: str) -> str | None:
 
 def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
-    out = _range_problems(cfg) + _allowlist_problems(cfg)
+    out = _range_problems(cfg) + _baseline_problems(cfg) + _allowlist_problems(cfg)
     gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
     if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
         out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
@@ -178,11 +194,19 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text or "").split())
 
 
-def gate0_fail_message(records: list[dict[str, Any]], host: str) -> str:
-    """The FAIL message: a header line, then every failed check on its own line."""
+def gate0_fail_message(records: list[dict[str, Any]], host: str, report: str = "") -> str:
+    """The FAIL message: a header line, every failed check on its own line, then this run's report."""
     failed = gate0_failed_checks(records)
     head = f"gate0 FAIL on {host}: {len(failed)} of {len(records)} checks failed"
-    return "\n".join([head, *failed])
+    return "\n".join([head, *failed, *([f"report {report}"] if report else [])])
+
+
+def unfinished(gate0: Any) -> str | None:
+    """Why a gate0 record is no verdict: the run that wrote it did not finish (validate.yml's mark)."""
+    if isinstance(gate0, dict) and gate0.get("finished") is False:
+        return (f"gate0 run {gate0.get('run_id')} started at {gate0.get('checked_at')} did not finish "
+                "(failed or interrupted before its reports and receipt): no verdict; run playbooks/gate0.yml")
+    return None
 
 
 def gate0_play_stats(by_host: dict[str, Any], play_hosts_all: list[str]) -> dict[str, Any]:
@@ -223,6 +247,8 @@ def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
     """Why a consumer must refuse this gate0 record, before connecting (age and identity: clone_sql)."""
     if not isinstance(gate0, dict):
         return [f"no gate0 record for this host (got {type(gate0).__name__}); run playbooks/gate0.yml first"]
+    if unfinished(gate0):
+        return [str(unfinished(gate0))]
     out: list[str] = []
     if gate0.get("passed") is not True:
         failed = [c.get("id") for c in gate0.get("checks") or [] if c.get("status") == "fail"]

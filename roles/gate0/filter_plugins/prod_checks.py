@@ -1,7 +1,7 @@
 """Judging of the production gate (checks prod.*): pg_fingerprint's result + vars -> check records.
 
 The module observes; these filters judge. A failed module run (cannot connect, timeout, missing
-table) still yields all six records: each check whose evidence is missing FAILS with the module's
+table) still yields all seven records: each check whose evidence is missing FAILS with the module's
 one-line reason, each check whose evidence was gathered before the failure is judged on it.
 Also the exit comparison (`gate0_prod_exit`): entry summary vs. exit fingerprint.
 """
@@ -150,7 +150,7 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
     cid = "prod.clone_unreachable"
     evidence = result.get("clone_unreachable") or {}
     attempt = evidence.get("attempt") or {}
-    expected = {"has_connect": False, "attempt_refused": True}
+    expected = {"has_connect": False, "attempt_refused": True, "refused_by": "authorization"}
     observed = {
         "database": clone_db,
         "has_connect": evidence.get("has_connect"),
@@ -171,13 +171,18 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
         return _record(cid, False, observed, expected, "; ".join(problems))
     if not attempt:
         return _record(cid, False, observed, expected, f"connection attempt not made: {_reason(result)}")
+    if attempt.get("authorization") is not True:
+        return _record(cid, False, observed, expected,
+                       f"cannot prove: the connection attempt to {clone_db} ({attempt.get('server')}) failed "
+                       f"for another reason than an authorization refusal: {attempt.get('reason')}")
     where = "" if evidence.get("exists_here") else f" (no database {clone_db} on the production server)"
     return _record(
         cid,
         True,
         observed,
         expected,
-        f"no CONNECT on {clone_db}{where}; connection attempt refused: {attempt.get('reason')}",
+        f"no CONNECT on {clone_db}{where}; connection attempt refused by the server "
+        f"({attempt.get('refused_by')}): {attempt.get('reason')}",
     )
 
 
@@ -275,6 +280,48 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def writes_seen(result: dict[str, Any]) -> list[str] | None:
+    """Each write to a non-volatile target seen during the fingerprint, one entry per table and way
+    (a write lock of another backend at the start or the end, the write counters moving from start to
+    end: module_utils/gate0_fingerprint.py's writers_seen); None when not observed at both ends."""
+    writers = result.get("writers") or {}
+    start, end = writers.get("start"), writers.get("end")
+    seen = []
+    for when, obs in (("start", start), ("end", end)):
+        for lock in (obs or {}).get("locks") or []:
+            seen.append(f"{lock.get('table')}: pid {lock.get('pid')} ({lock.get('user')}, "
+                        f"{lock.get('application_name') or '-'}, {lock.get('state')}) "
+                        f"{'holds' if lock.get('granted') else 'waits for'} {lock.get('mode')} at the {when}")
+    if not isinstance(start, dict) or not isinstance(end, dict):
+        return seen or None  # a lock seen at the start is named even when the end was not reached
+    before, after = start.get("counters") or {}, end.get("counters") or {}
+    for table in sorted(set(before) | set(after)):
+        b, a = before.get(table) or {}, after.get(table) or {}
+        moved = [f"{k} {b.get(k)} -> {a.get(k)}" for k in COUNTER_KEYS if (a.get(k) or 0) != (b.get(k) or 0)]
+        if b.get("relfilenode") != a.get("relfilenode"):
+            moved.append(f"relfilenode {b.get('relfilenode')} -> {a.get('relfilenode')}")
+        if moved:
+            seen.append(f"{table}: {', '.join(moved)} while it was fingerprinted (a write, or the "
+                        "statistics of an earlier one arriving)")
+    return seen
+
+
+def check_quiet(result: dict[str, Any]) -> dict[str, Any]:
+    cid = "prod.targets_quiet"
+    expected = {"write_locks": 0, "counters_moved": 0}
+    seen = writes_seen(result)
+    if seen is None:
+        return _record(cid, False, None, expected, f"writers not observed: {_reason(result)}")
+    observed = {"tables": (result.get("writers") or {}).get("tables"), "writes": seen}
+    if seen:
+        return _record(cid, False, observed, expected,
+                       f"{len(seen)} write(s) to non-volatile targets during the fingerprint (its counts "
+                       f"and hashes may be stale): " + _join(seen))
+    return _record(cid, True, observed, expected,
+                   f"no write lock of another backend on the {len(observed['tables'] or [])} target tables "
+                   "at the start or the end of the fingerprint, no write counter moved in between")
+
+
 def gate0_prod_checks(
     result: dict[str, Any], allowed: list[str], login_db: str, clone_db: str, baseline: dict[str, Any],
     targets: dict[str, Any] | None = None,
@@ -289,6 +336,7 @@ def gate0_prod_checks(
         check_fingerprint(result, targets),
         check_baseline(result, baseline or {}),
         check_idle(result),
+        check_quiet(result),
     ]
 
 
@@ -323,6 +371,7 @@ def gate0_prod_report(result: dict[str, Any], baseline: dict[str, Any]) -> dict[
         "session": result.get("session") or {},
         "clone_unreachable": result.get("clone_unreachable") or {},
         "idle_in_transaction": result.get("idle_in_transaction") or {},
+        "writers": result.get("writers") or {},
         "baseline": {"expected": dict(baseline or {}), **(result.get("baseline") or {})},
         "taken_at": result.get("taken_at"),
         "duration_ms": result.get("duration_ms"),
@@ -357,7 +406,18 @@ def _counter_problems(
 
 
 def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """Compare the entry summary with the exit fingerprint: unchanged | changed | cannot_prove."""
+    """Compare the entry summary with the exit fingerprint: unchanged | changed | cannot_prove.
+    An entry record of the wrong shape (a string count, a list for a dict) is "cannot prove"."""
+    try:
+        return _prod_exit(entry if isinstance(entry, dict) else {}, result)
+    except (AttributeError, TypeError, ValueError) as exc:
+        return {"status": "cannot_prove", "unchanged": False, "entry_digest": None, "exit_digest": None,
+                "changed": [], "cannot_prove": [f"{type(exc).__name__}: {exc}"],
+                "message": "production unchanged: cannot prove: the entry record (gate0 fact) is malformed: "
+                           + " ".join(f"{type(exc).__name__}: {exc}".split())}
+
+
+def _prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     entry, result = entry or {}, result or {}
     exit_summary = gate0_prod_summary(result, entry.get("database") or "")
     out = {
@@ -406,13 +466,16 @@ def gate0_prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, 
             changed.append(f"{name}: count {b} -> {a}")
         elif (entry.get("hashes") or {}).get(name) != exit_summary["hashes"].get(name):
             changed.append(
-                f"{name}: content changed (hash {(entry.get('hashes') or {}).get(name)} -> "
-                f"{exit_summary['hashes'].get(name)})"
+                f"{name}: content changed (rows or their row versions, ctid/xmin: hash "
+                f"{(entry.get('hashes') or {}).get(name)} -> {exit_summary['hashes'].get(name)})"
             )
         tables = exit_summary["target_tables"].get(name) or (entry.get("target_tables") or {}).get(name) or []
         c, u = _counter_problems(name, tables, entry.get("counters") or {}, exit_summary["counters"])
         changed += c
         unprovable += u
+    writes = writes_seen(result)
+    unprovable += ["exit fingerprint: writers not observed"] if writes is None else [
+        f"written during the exit fingerprint: {w}" for w in writes]
     if entry.get("stats_reset") != exit_summary["stats_reset"]:
         unprovable.append(
             f"statistics were reset ({entry.get('stats_reset')} -> {exit_summary['stats_reset']})"
