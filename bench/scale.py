@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run import bench_env  # bench/run.py, beside this file (the script's own directory is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 LAB_SH = REPO / "lab" / "lab.sh"
 INVENTORY = "inventories/lab_many"
@@ -34,13 +36,8 @@ MAX_CLONES = 8
 
 
 def env() -> dict[str, str]:
-    out = dict(os.environ)
-    out.setdefault("GATE0_LAB_PORT", "55432")
-    out["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
-    venv_bin = REPO / ".venv" / "bin"
-    if venv_bin.is_dir():
-        out["PATH"] = f"{venv_bin}:{out.get('PATH', '')}"
-    return out
+    """The environment `make` gives ansible-playbook (bench/run.py's, one rule)."""
+    return bench_env()
 
 
 def lab(*args: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+import psycopg2.sql
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +82,14 @@ class Lab:
 
     def execute(self, dbname: str, sql: str, params: tuple | None = None) -> None:
         self.query(dbname, sql, params)
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE IF EXISTS ... WITH (FORCE), outside a transaction block (it refuses one)."""
+        conn = self.connect("postgres")
+        with conn.cursor() as cur:
+            cur.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg2.sql.Identifier(name)))
+        conn.close()
 
     def reset(self) -> None:
         subprocess.run([str(LAB_SH), "reset"], check=True, capture_output=True, env=lab_env())

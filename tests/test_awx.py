@@ -23,7 +23,6 @@ import yaml
 from awxkit.api.pages.api import EXPORTABLE_RESOURCES, ApiV2
 from awxkit.api.pages.page import PageCache, get_registered_page
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env
-from psycopg2 import sql
 
 AWX = REPO / "awx"
 _spec = importlib.util.spec_from_file_location("gate0_receipt",
@@ -324,20 +323,13 @@ def _run_node(private: Path, template: dict[str, Any], extravars: dict[str, Any]
     return r, r.stdout.read(), stats[0]["event_data"].get("artifact_data") or {} if stats else {}
 
 
-def _drop(lab: Lab, name: str) -> None:
-    conn = lab.connect("postgres")  # autocommit: DROP DATABASE refuses a transaction block
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    conn.close()
-
-
 @pytest.fixture
 def workflow_lab(fresh_lab: Lab) -> Iterator[tuple[Lab, str]]:
     """The lab, and the workflow's new clone (from the refresh node's variables), absent before and after."""
     new = _workflow_nodes()["refresh"]["extra_data"]["gate0_clone_database"]
-    _drop(fresh_lab, new)
+    fresh_lab.drop_database(new)
     yield fresh_lab, new
-    _drop(fresh_lab, new)
+    fresh_lab.drop_database(new)
 
 
 def test_the_workflow_hands_each_node_its_facts_on_the_lab(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
-from psycopg2 import sql
 
 NEW_CLONE = "directus_gov_test_20260615"
 CREATE_SQL = REPO / "roles/gate0_refresh/files/create_clone.sql"
@@ -31,19 +30,12 @@ def db_oid(lab: Lab, name: str) -> object:
     return rows[0][0] if rows else None
 
 
-def drop_db(lab: Lab, name: str) -> None:
-    conn = lab.connect("postgres")  # autocommit: DROP DATABASE refuses a transaction block
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    conn.close()
-
-
 @pytest.fixture
 def new_clone(lab: Lab) -> Iterator[str]:
     """The refresh target; dropped afterwards (it is not part of the seed state)."""
-    drop_db(lab, NEW_CLONE)
+    lab.drop_database(NEW_CLONE)
     yield NEW_CLONE
-    drop_db(lab, NEW_CLONE)
+    lab.drop_database(NEW_CLONE)
 
 
 @pytest.mark.parametrize("target", [PROD_DB, "directus_gov_test_", "scratch"])
