@@ -56,7 +56,7 @@ def _modules() -> list[tuple[str, str]]:
 
 
 def test_every_module_is_documented_for_ansible_doc() -> None:
-    """DESIGN.md: each module's DOCUMENTATION, EXAMPLES and RETURN render with ansible-doc."""
+    """Each module's DOCUMENTATION, EXAMPLES and RETURN render with ansible-doc."""
     modules = _modules()
     assert {"pg_fingerprint", "clone_isolation", "disk_headroom", "gate0_observe"} <= {m for _, m in modules}
     for folder, name in modules:
@@ -64,3 +64,21 @@ def test_every_module_is_documented_for_ansible_doc() -> None:
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (name, r.stderr)
         assert "[ERROR]" not in r.stderr and "EXAMPLES" in r.stdout and "RETURN VALUES" in r.stdout, name
+
+
+def test_no_file_points_to_a_document_the_project_does_not_have() -> None:
+    """README and code explain the project by themselves: no reference to the design notes it was
+    built from (they are not part of it)."""
+    import subprocess
+
+    names = ("DESIGN" + ".md", "STYLE" + ".md", "TOOLCHAIN" + ".md")
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    hits = []
+    for rel in files.split():
+        path = REPO / rel
+        text_kinds = (".py", ".yml", ".yaml", ".md", ".sh", ".j2", ".cfg", ".txt")
+        if not path.is_file() or path.suffix not in text_kinds:
+            continue
+        text = path.read_text(errors="ignore")
+        hits += [f"{rel}: {n}" for n in names if n in text]
+    assert hits == []

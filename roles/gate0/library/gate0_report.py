@@ -26,7 +26,7 @@ options:
     type: str
     required: true
   report:
-    description: The report (JSON schema in DESIGN.md).
+    description: The report (its JSON layout is in the README, section "Report").
     type: dict
     required: true
   markdown:
