@@ -187,27 +187,18 @@ POST_FIELDS: dict[str, dict[str, str]] = {
     },
 }
 # Related endpoints of each type (AWX's serializers' get_related) that an import may post to.
+# Both kinds of template share these.
+TEMPLATE_SUBLISTS = (
+    "labels",
+    "survey_spec",
+    "schedules",
+    "notification_templates_started",
+    "notification_templates_success",
+    "notification_templates_error",
+)
 SUBLISTS = {
-    "job_template": (
-        "credentials",
-        "labels",
-        "survey_spec",
-        "schedules",
-        "notification_templates_started",
-        "notification_templates_success",
-        "notification_templates_error",
-        "instance_groups",
-    ),
-    "workflow_job_template": (
-        "workflow_nodes",
-        "labels",
-        "survey_spec",
-        "schedules",
-        "notification_templates_started",
-        "notification_templates_success",
-        "notification_templates_error",
-        "notification_templates_approvals",
-    ),
+    "job_template": ("credentials", *TEMPLATE_SUBLISTS, "instance_groups"),
+    "workflow_job_template": ("workflow_nodes", *TEMPLATE_SUBLISTS, "notification_templates_approvals"),
     "workflow_job_template_node": (
         "success_nodes",
         "failure_nodes",

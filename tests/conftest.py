@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import psycopg2
 import psycopg2.sql
@@ -22,8 +24,21 @@ CLONE_DB = "directus_gov_test_20260602"
 # The shared code, importable by unit tests as Ansible finds it: the in-project collection gate0.core
 # (ansible.cfg collections_path), `from ansible_collections.gate0.core.plugins.module_utils import ...`.
 sys.path.insert(0, str(REPO / "collections"))
-# library/'s modules, importable as `library.<name>`.
-sys.path.insert(0, str(REPO))
+
+
+_PLUGINS: dict[str, ModuleType] = {}
+
+
+def load_plugin(path: str) -> ModuleType:
+    """The one way tests load what Ansible loads by path: a module of library/ or an action plugin
+    ("library/clone_sql.py", "roles/gate0/action_plugins/gate0_receipt.py"), once per session.
+    The rules and judges they use are gate0.core's module_utils: tests import those directly."""
+    if path not in _PLUGINS:
+        spec = importlib.util.spec_from_file_location("gate0_test_" + Path(path).stem, REPO / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _PLUGINS[path] = module
+    return _PLUGINS[path]
 
 
 def _resolve_major() -> None:

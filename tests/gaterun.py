@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_playbook
+from conftest import REPO, load_plugin, run_playbook
 
 GATE_MODULES = ("gate0_observe", "pg_fingerprint", "clone_isolation", "disk_headroom")
 # Short timeouts keep the fault suite fast; each case's time bound is computed from them.
@@ -125,7 +125,6 @@ def assert_clean_fail(run: GateRun, check: str, cause: str, bound: float) -> str
 def run_module(name: str, args: dict) -> dict:
     """One of library/'s modules, in-process with real arguments (ceph-ansible style): its result."""
     import contextlib
-    import importlib.util
     import io
 
     from ansible.module_utils.testing import patch_module_args
@@ -133,9 +132,7 @@ def run_module(name: str, args: dict) -> dict:
     path = REPO / "library" / f"{name}.py"
     if not path.is_file():
         pytest.skip(f"library/{name}.py not merged yet")
-    spec = importlib.util.spec_from_file_location(f"gate0_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_plugin(f"library/{name}.py")
     out = io.StringIO()
     with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         module.main()

@@ -7,7 +7,6 @@ credential type rendered as AWX renders it; the workflow's variables against AWX
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,13 +21,10 @@ import pytest
 import yaml
 from awxkit.api.pages.api import EXPORTABLE_RESOURCES, ApiV2
 from awxkit.api.pages.page import PageCache, get_registered_page
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin
 
 AWX = REPO / "awx"
-_spec = importlib.util.spec_from_file_location("gate0_receipt",
-                                               REPO / "roles/gate0/action_plugins/gate0_receipt.py")
-gr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gr)
+gr = load_plugin("roles/gate0/action_plugins/gate0_receipt.py")
 SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
 
 

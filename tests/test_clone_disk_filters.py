@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0" / "filter_plugins"))
-
-import clone_checks as cc
-import disk_checks as dc
-from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import clone_name_refusal
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone_checks as cc
+from ansible_collections.gate0.core.plugins.module_utils import gate0_disk_checks as dc
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import (
+    clone_name_problems,
+    clone_name_refusal,
+)
 
 CLONE = "directus_gov_test_20260602"
 PREFIX = "directus_gov_test_"
@@ -34,7 +31,7 @@ PROD = ["directus"]
     ("", PREFIX, "empty"),
 ])
 def test_name_rule(name: str, prefix: str, why: str | None) -> None:
-    problems = cc.name_rule_problems(name, prefix, 8, "[0-9]{8}", PROD)
+    problems = clone_name_problems(name, prefix, PROD, 8, "[0-9]{8}")
     if why is None:
         assert problems == []
     else:
@@ -42,22 +39,22 @@ def test_name_rule(name: str, prefix: str, why: str | None) -> None:
 
 
 def test_invalid_suffix_regex_is_a_problem_not_a_crash() -> None:
-    assert "is invalid" in cc.name_rule_problems(CLONE, PREFIX, 8, "[0-9", PROD)[0]
+    assert "is invalid" in clone_name_problems(CLONE, PREFIX, PROD, 8, "[0-9")[0]
     assert "is invalid" in clone_name_refusal(CLONE, PREFIX, PROD, 8, "[0-9")
 
 
 def test_allowlisted_name_matching_the_prefix_is_refused() -> None:
-    problems = cc.name_rule_problems(CLONE, PREFIX, 8, "", ["directus", "directus_gov_test_archive"])
+    problems = clone_name_problems(CLONE, PREFIX, ["directus", "directus_gov_test_archive"], 8, "")
     assert any("also matches production/allowlisted 'directus_gov_test_archive'" in p for p in problems)
 
 
 @pytest.mark.parametrize(("name", "prefix", "prod", "why"), [
     (CLONE, PREFIX, PROD, None),
-    ("directus", PREFIX, PROD, "is a production database name"),
+    ("directus", PREFIX, PROD, "is a production/allowlisted database name"),
     (CLONE, "directus_gov_test_%", PROD, "give the literal prefix"),
-    (CLONE, "", PROD, "prefix is empty"),
+    (CLONE, "", PROD, "shorter than 8"),
     (CLONE, "directus", PROD, "also matches production"),
-    (PREFIX, PREFIX, PROD, "followed by a suffix"),
+    (PREFIX, PREFIX, PROD, "bare prefix"),
     ("", PREFIX, PROD, "name is empty"),
     (CLONE, "dir", [], "shorter than 8"),
     ("directus_gov_test_x", PREFIX, PROD, "does not match"),

@@ -60,7 +60,7 @@ def test_refresh_refuses_a_production_target_before_connecting(lab: Lab, tmp_pat
     r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={PROD_DB}",
                      "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
-    assert "gate0 vars: gate0_production_allowed_databases must not include the clone 'directus'" in r.stdout
+    assert "gate0 vars: the clone 'directus' is in gate0_production_allowed_databases" in r.stdout
     assert "TASK [gate0 : prod |" not in r.stdout and "Create the new clone" not in r.stdout
     assert db_oid(lab, PROD_DB) == before
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import subprocess
 import tempfile
@@ -12,15 +11,11 @@ from typing import Any
 
 import pytest
 from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import server_identity
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
-
-from library import clone_sql
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin, run_playbook
 
 # gate0 signs its record's receipt (action_plugins/gate0_receipt.py); the lab's secret is in .lab/secrets/.
-_spec = importlib.util.spec_from_file_location("gate0_receipt",
-                                               REPO / "roles/gate0/action_plugins/gate0_receipt.py")
-receipt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(receipt)
+receipt = load_plugin("roles/gate0/action_plugins/gate0_receipt.py")
+clone_sql = load_plugin("library/clone_sql.py")
 
 APPLY = "playbooks/clone_apply.yml"
 STATEMENTS = {"gate0_apply_mode": "commit", "gate0_apply_statements": [
@@ -67,9 +62,9 @@ def test_unit_target_and_gate0_rules() -> None:
     now = datetime.datetime(2026, 6, 2, 12, 0, tzinfo=datetime.UTC)
     rule = {"clone_name_prefix": "directus_gov_test_", "production_databases": [],
             "clone_name_prefix_min_length": 8, "clone_name_suffix_regex": "[0-9]{8}"}
-    with pytest.raises(clone_sql.GateError, match="does not start with the prefix"):
+    with pytest.raises(clone_sql.GateError, match="does not start with exactly"):
         clone_sql.check_target({**rule, "login_db": "directus"})
-    with pytest.raises(clone_sql.GateError, match="is a production database"):
+    with pytest.raises(clone_sql.GateError, match="is a production/allowlisted database"):
         clone_sql.check_target({**rule, "login_db": "directus_gov_test_x",
                                 "production_databases": ["directus_gov_test_x"]})
     with pytest.raises(clone_sql.GateError, match="does not match"):  # the suffix rule, as the gate's
@@ -107,8 +102,9 @@ def test_rollback_mode_is_residue_free(lab: Lab) -> None:
 def test_refuses_a_production_database_before_connecting(lab: Lab) -> None:
     res = adhoc(lab, login_db=PROD_DB, statements=["SELECT 1"])
     assert res["failed"] is True
-    assert res["msg"] == ("clone_sql on directus: checking the target: the clone database 'directus' is a "
-                          "production database name")
+    assert res["msg"] == ("clone_sql on directus: checking the target: 'directus' does not start with "
+                          "exactly 'directus_gov_test_'; 'directus' is a production/allowlisted database "
+                          "name")
 
 
 def test_a_failing_statement_names_it_and_leaves_nothing(lab: Lab) -> None:

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0" / "filter_plugins"))
-
-import clone_checks as cc
 from ansible_collections.gate0.core.plugins.module_utils import gate0_clone
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone_checks as cc
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
 
 DEFAULTS = yaml.safe_load((REPO / "roles" / "gate0" / "defaults" / "main.yml").read_text())

@@ -1,28 +1,20 @@
 """gate0's frame: variable validation before any connection, the verdict, the reports, no password.
 
-Unit tests of the pure filters (roles/gate0/filter_plugins/gate0_verdict.py) beside real
+Unit tests of the pure filters (gate0.core's gate0_verdict.py) beside real
 ansible-playbook runs against the lab. Reading the JSON report is how tests see check statuses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Lab, run_playbook
+from ansible_collections.gate0.core.plugins.module_utils import gate0_verdict as gv
+from conftest import Lab, load_plugin, run_playbook
 
-_spec = importlib.util.spec_from_file_location(
-    "gate0_verdict", REPO / "roles/gate0/filter_plugins/gate0_verdict.py")
-gv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gv)
-
-_spec2 = importlib.util.spec_from_file_location(
-    "gate0_report_action", REPO / "roles/gate0/action_plugins/gate0_report.py")
-ga = importlib.util.module_from_spec(_spec2)
-_spec2.loader.exec_module(ga)
+ga = load_plugin("roles/gate0/action_plugins/gate0_report.py")
 
 GOOD = {
     "gate0_production_login_port": 5432,
@@ -57,9 +49,10 @@ def test_config_good_has_no_problem(tmp_path: Path) -> None:
     ({"gate0_disk_min_free_percent": 101}, "gate0_disk_min_free_percent must be a number in 0..100"),
     ({"gate0_max_age": "soon"}, "gate0_max_age must be a number in 1..inf, got 'soon'"),
     ({"gate0_production_allowed_databases": ["directus", "directus_gov_test_20260602"]},
-     "must not include the clone 'directus_gov_test_20260602'"),
-    ({"gate0_production_allowed_databases": []}, "must name at least the production database, got []"),
-    ({"gate0_production_allowed_databases": ["workflow"]}, "must include gate0_production_database"),
+     "the clone 'directus_gov_test_20260602' is in gate0_production_allowed_databases"),
+    ({"gate0_production_allowed_databases": []}, "gate0_production_allowed_databases is empty"),
+    ({"gate0_production_allowed_databases": ["workflow"]},
+     "gate0_production_database 'directus' is not in gate0_production_allowed_databases ['workflow']"),
     ({"gate0_gates": []}, "gate0_gates must be a non-empty list"),
     ({"gate0_report_dir": "/etc/hostname/reports"}, "gate0_report_dir cannot be created: /etc/hostname"),
 ])
@@ -158,7 +151,7 @@ def _reports(report_dir: Path) -> list[Path]:
 
 @pytest.mark.parametrize(("extra", "needles"), [
     (["-e", "gate0_clone_database=directus"],
-     ["gate0_production_allowed_databases must not include the clone 'directus', got ['directus']",
+     ["the clone 'directus' is in gate0_production_allowed_databases ['directus']",
       "gate0_clone_database=directus and gate0_clone_name_prefix=directus_gov_test_ break the clone "
       "name rule: 'directus' does not start with exactly 'directus_gov_test_'"]),
     (["-e", "gate0_clone_name_prefix=dir"],
@@ -166,7 +159,7 @@ def _reports(report_dir: Path) -> list[Path]:
       "prefix 'dir' also matches production/allowlisted 'directus'"]),
     (["-e", "gate0_statement_timeout=0", "-e", '{"gate0_production_allowed_databases": []}'],
      ["gate0_statement_timeout must be a number in 1..3600000, got '0'",
-      "gate0_production_allowed_databases must name at least the production database, got []"]),
+      "gate0_production_allowed_databases is empty"]),
 ])
 def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path, extra: list[str],
                                                       needles: list[str]) -> None:

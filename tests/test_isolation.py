@@ -14,7 +14,6 @@ survive `lab reset`, so every test restores what it changed). A few cases run th
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +23,10 @@ from typing import Any
 import psycopg2
 import pytest
 from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gate0_readonly
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone_checks as cc
+from ansible_collections.gate0.core.plugins.module_utils import gate0_prod_checks as pc
+from conftest import CLONE_DB, PROD_DB, Lab, run_playbook
 from gaterun import run_gate
-
-sys.path.insert(0, str(REPO / "roles" / "gate0" / "filter_plugins"))
-import clone_checks as cc
-import prod_checks as pc
 
 ADMIN = "workflow_admin"
 
@@ -128,30 +125,33 @@ def test_the_seed_clone_login_passes_both(lab: Lab) -> None:
 
 # --- clone.production_unreachable: every catalog path ------------------------------------------
 
+def _attribute(case: str, attribute: str, needle: str) -> tuple:
+    """A case that gives the clone login a role attribute (and takes it back)."""
+    return (case, [("postgres", f"ALTER ROLE {ADMIN} {attribute}")],
+            [("postgres", f"ALTER ROLE {ADMIN} NO{attribute}")], needle)
+
+
+def _member(case: str, role: str, needle: str) -> tuple:
+    """A case that makes the clone login a member of `role` (and takes it back)."""
+    return (case, [("postgres", f"GRANT {role} TO {ADMIN}")], [("postgres", f"REVOKE {role} FROM {ADMIN}")],
+            needle)
+
+
 REACH_CASES = [
     ("connect", [(PROD_DB, f"GRANT CONNECT ON DATABASE {PROD_DB} TO {ADMIN}")],
      [(PROD_DB, f"REVOKE CONNECT ON DATABASE {PROD_DB} FROM {ADMIN}")], "CONNECT on database directus"),
     ("public", [(PROD_DB, f"GRANT CONNECT ON DATABASE {PROD_DB} TO PUBLIC")],
      [(PROD_DB, f"REVOKE CONNECT ON DATABASE {PROD_DB} FROM PUBLIC")],
      "CONNECT on database directus (as PUBLIC)"),
-    ("superuser", [("postgres", f"ALTER ROLE {ADMIN} SUPERUSER")],
-     [("postgres", f"ALTER ROLE {ADMIN} NOSUPERUSER")], "superuser"),
-    ("createrole", [("postgres", f"ALTER ROLE {ADMIN} CREATEROLE")],
-     [("postgres", f"ALTER ROLE {ADMIN} NOCREATEROLE")], "CREATEROLE"),
-    ("replication", [("postgres", f"ALTER ROLE {ADMIN} REPLICATION")],
-     [("postgres", f"ALTER ROLE {ADMIN} NOREPLICATION")], "REPLICATION"),
-    ("program", [("postgres", f"GRANT pg_execute_server_program TO {ADMIN}")],
-     [("postgres", f"REVOKE pg_execute_server_program FROM {ADMIN}")], "member of pg_execute_server_program"),
-    ("write_files", [("postgres", f"GRANT pg_write_server_files TO {ADMIN}")],
-     [("postgres", f"REVOKE pg_write_server_files FROM {ADMIN}")], "member of pg_write_server_files"),
-    ("read_files", [("postgres", f"GRANT pg_read_server_files TO {ADMIN}")],
-     [("postgres", f"REVOKE pg_read_server_files FROM {ADMIN}")], "member of pg_read_server_files"),
-    ("signal", [("postgres", f"GRANT pg_signal_backend TO {ADMIN}")],
-     [("postgres", f"REVOKE pg_signal_backend FROM {ADMIN}")], "member of pg_signal_backend"),
-    ("app_owner", [("postgres", f"GRANT directus TO {ADMIN}")],
-     [("postgres", f"REVOKE directus FROM {ADMIN}")], "owner of production database directus"),
-    ("readonly_role", [("postgres", f"GRANT context_pack_readonly TO {ADMIN}")],
-     [("postgres", f"REVOKE context_pack_readonly FROM {ADMIN}")], "the production read-only role"),
+    _attribute("superuser", "SUPERUSER", "superuser"),
+    _attribute("createrole", "CREATEROLE", "CREATEROLE"),
+    _attribute("replication", "REPLICATION", "REPLICATION"),
+    _member("program", "pg_execute_server_program", "member of pg_execute_server_program"),
+    _member("write_files", "pg_write_server_files", "member of pg_write_server_files"),
+    _member("read_files", "pg_read_server_files", "member of pg_read_server_files"),
+    _member("signal", "pg_signal_backend", "member of pg_signal_backend"),
+    _member("app_owner", "directus", "owner of production database directus"),
+    _member("readonly_role", "context_pack_readonly", "the production read-only role"),
     ("connect_role", [("postgres", "CREATE ROLE gate0_t_bridge NOLOGIN"),
                       (PROD_DB, f"GRANT CONNECT ON DATABASE {PROD_DB} TO gate0_t_bridge"),
                       ("postgres", f"GRANT gate0_t_bridge TO {ADMIN}")],
@@ -367,7 +367,7 @@ def test_unit_every_clone_judge_fails_without_its_evidence() -> None:
 
 
 def test_consumers_refuse_a_record_without_a_production_digest() -> None:
-    import gate0_verdict as gv
+    from ansible_collections.gate0.core.plugins.module_utils import gate0_verdict as gv
     record = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": CLONE_DB},
               "production": {"database": PROD_DB, "digest": None}}
     assert any("no production digest" in p for p in gv.gate0_require_problems(record, CLONE_DB))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,19 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
+from ansible_collections.gate0.core.plugins.module_utils import gate0_decisions as gd
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin, run_playbook
 from test_consumers import clone_identity
 
-
-def _load(name: str, path: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gr = _load("gate0_receipt", "roles/gate0/action_plugins/gate0_receipt.py")
-gd = _load("gate0_decisions", "roles/gate0/filter_plugins/gate0_decisions.py")
+gr = load_plugin("roles/gate0/action_plugins/gate0_receipt.py")
 
 APPLY = "playbooks/clone_apply.yml"
 _ROLE_VARS = yaml.safe_load((REPO / "roles/gate0/vars/main.yml").read_text())

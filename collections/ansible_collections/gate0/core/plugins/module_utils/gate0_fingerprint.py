@@ -77,21 +77,10 @@ class Timer:
 
 def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Allowlist before connecting, timeouts, and the targets' shape. Returns the targets."""
-    allowed = params["allowed_databases"] or []
-    if not allowed:
-        raise Stage("allowlist", "allowlist: allowed_databases is empty; refusing to connect")
-    if params["login_db"] not in allowed:
-        raise Stage(
-            "allowlist",
-            f"allowlist: login_db {params['login_db']!r} is not in allowed_databases "
-            f"{allowed}; refusing to connect",
-        )
-    clone = params.get("clone_database")
-    if clone and clone in allowed:
-        raise Stage(
-            "allowlist",
-            f"allowlist: the clone {clone!r} is in allowed_databases {allowed}; refusing to connect",
-        )
+    problems = pg.allowlist_problems(params["allowed_databases"] or [], params["login_db"],
+                                     params.get("clone_database"))
+    if problems:
+        raise Stage("allowlist", f"allowlist: {'; '.join(problems)}; refusing to connect")
     try:
         pg.check_timeouts(params)
     except GateError as exc:

@@ -334,36 +334,71 @@ def check_identifier(name: str) -> str:
 CLONE_NAME_WILDCARDS = ("%", "*", "?", "[")
 
 
-def clone_name_refusal(clone_db: str, prefix: str, production: list[str], min_length: int = 1,
-                       suffix_regex: str = "") -> str | None:
-    """Why the clone channel must not even connect to `clone_db` (None when it may).
+def clone_name_problems(clone_db: str, prefix: str, production: list[str], min_length: int = 1,
+                        suffix_regex: str = "") -> list[str]:
+    """The clone name rule: why `clone_db` and `prefix` break it (empty when they hold).
 
-    The prefix is literal (`_` and `%` are plain characters); a prefix holding a pattern character,
-    a prefix that also matches a production name, and a name that is only the prefix are refused.
+    The one rule every place applies (the role's validation and clone.name_pattern, the clone and disk
+    observations before they connect, clone_sql before it mutates, the refresh before it creates).
+    The prefix is literal (`_` and `%` are plain characters): a prefix holding a pattern character,
+    shorter than `min_length` (at least 1), or also matching a production/allowlisted name is refused;
+    the name must start with exactly the prefix, have a suffix, the suffix fully match `suffix_regex`
+    (when given), and be no production/allowlisted name.
     """
-    if not clone_db:
-        return "the clone database name is empty"
-    if not prefix:
-        return "the clone name prefix is empty"
-    if len(prefix) < min_length:
-        return f"the clone name prefix {prefix!r} is shorter than {min_length} characters"
+    problems: list[str] = []
+    shortest = max(1, int(min_length))
+    if len(prefix) < shortest:
+        problems.append(f"prefix {prefix!r} is shorter than {shortest} characters")
     bad = [c for c in CLONE_NAME_WILDCARDS if c in prefix]
     if bad:
-        return f"the clone name prefix {prefix!r} contains {bad[0]!r}: give the literal prefix, not a pattern"
-    if clone_db in production:
-        return f"the clone database {clone_db!r} is a production database name"
-    caught = [p for p in production if p.startswith(prefix)]
+        problems.append(f"prefix {prefix!r} contains the pattern character {bad[0]!r} "
+                        "(give the literal prefix, not a pattern)")
+    caught = [n for n in production if n and prefix and n.startswith(prefix)]
     if caught:
-        return f"the clone name prefix {prefix!r} also matches production database {caught[0]!r}"
-    if not clone_db.startswith(prefix) or len(clone_db) <= len(prefix):
-        return (f"the clone database {clone_db!r} does not start with the prefix {prefix!r} "
-                "followed by a suffix")
-    try:
-        if suffix_regex and re.fullmatch(suffix_regex, clone_db[len(prefix):]) is None:
-            return f"the suffix of the clone database {clone_db!r} does not match {suffix_regex!r}"
-    except re.error as exc:
-        return f"the clone name suffix regex {suffix_regex!r} is invalid: {exc}"
-    return None
+        problems.append(f"prefix {prefix!r} also matches production/allowlisted {caught[0]!r}")
+    if not clone_db:
+        problems.append("the clone database name is empty")
+    elif not prefix or not clone_db.startswith(prefix):
+        problems.append(f"{clone_db!r} does not start with exactly {prefix!r}")
+    elif len(clone_db) == len(prefix):
+        problems.append(f"{clone_db!r} is the bare prefix (no suffix)")
+    elif suffix_regex:
+        suffix = clone_db[len(prefix):]
+        try:
+            if re.fullmatch(suffix_regex, suffix) is None:
+                problems.append(f"suffix {suffix!r} of {clone_db!r} does not match {suffix_regex!r}")
+        except re.error as exc:
+            problems.append(f"the suffix regex {suffix_regex!r} is invalid: {exc}")
+    if clone_db and clone_db in production:
+        problems.append(f"{clone_db!r} is a production/allowlisted database name")
+    return problems
+
+
+def allowlist_problems(allowed: list[str], login_db: str, clone_db: str | None,
+                       names: tuple[str, str] = ("allowed_databases", "login_db")) -> list[str]:
+    """The production allowlist rule: why `allowed` may not carry the production channel to `login_db`
+    (empty when it may): it names the production database and never the clone.
+
+    The one rule the module applies before connecting, prod.allowlist judges and the role's
+    validation refuses; `names` are the allowlist's and the database's names in the caller's words.
+    """
+    allowlist, login = names
+    problems: list[str] = []
+    if not allowed:
+        problems.append(f"{allowlist} is empty")
+    elif login_db not in allowed:
+        problems.append(f"{login} {login_db!r} is not in {allowlist} {list(allowed)}")
+    if clone_db and clone_db in (allowed or []):
+        problems.append(f"the clone {clone_db!r} is in {allowlist} {list(allowed)}")
+    return problems
+
+
+def clone_name_refusal(clone_db: str, prefix: str, production: list[str], min_length: int = 1,
+                       suffix_regex: str = "") -> str | None:
+    """Why the clone channel must not even connect to `clone_db` (None when it may): every problem
+    clone_name_problems finds, in one line."""
+    problems = clone_name_problems(clone_db, prefix, production, min_length, suffix_regex)
+    return "; ".join(problems) if problems else None
 
 
 def ident(*names: str) -> Any:

@@ -31,14 +31,9 @@ REACH_ATTRIBUTES: dict[str, str] = {
     "createrole": "CREATEROLE: can grant itself roles that reach production",
     "replication": "REPLICATION: streams every database of the server",
 }
-# Predefined roles whose members reach beyond the clone: name -> (first server_version_num, why).
+# Predefined roles whose members reach beyond the clone: gate0_readonly's one table, by its flag.
 REACH_ROLES: dict[str, tuple[int, str]] = {
-    "pg_execute_server_program": (110000, "runs programs on the database server"),
-    "pg_write_server_files": (110000, "writes files on the database server"),
-    "pg_read_server_files": (110000, "reads files on the database server"),
-    "pg_signal_backend": (90600, "cancels or terminates production sessions"),
-    "pg_create_subscription": (160000, "creates subscriptions that connect outward"),
-}
+    n: (r.since, r.does) for n, r in gate0_readonly.PREDEFINED_ROLES.items() if r.reaches}
 # Extensions whose functions send requests outward by themselves (HTTP, cloud services); any of
 # their functions the clone login can execute is an outbound link (dblink: gate0_readonly's list).
 OUTBOUND_EXTENSIONS: tuple[str, ...] = ("http", "pg_net", "aws_s3", "aws_lambda", "pg_curl")

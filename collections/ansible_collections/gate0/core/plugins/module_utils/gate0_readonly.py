@@ -11,34 +11,47 @@ tables below keyed by `server_version_num`, so supporting another major version 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-# Predefined roles whose membership lets a role write or disturb production:
-# name -> (first server_version_num that has it, why it counts as a write path).
+
+class PredefinedRole(NamedTuple):
+    """A predefined role gate0 classifies, and what holding it means on each channel."""
+
+    since: int      # the first server_version_num that has it
+    does: str       # what a member can do
+    writes: bool    # a write path of the production role (prod.role_cannot_write)
+    reaches: bool   # reaches beyond the clone for the clone login (clone.production_unreachable)
+
+
+# Every predefined role gate0 knows, in one table. A predefined role (pg_*) not in it counts as a
+# writer: a new major's role is not trusted until it is classified here (tests/test_versions.py
+# checks the table against each supported server).
+PREDEFINED_ROLES: dict[str, PredefinedRole] = {
+    "pg_write_all_data": PredefinedRole(140000, "INSERT/UPDATE/DELETE on every table", True, False),
+    "pg_database_owner": PredefinedRole(140000, "owner of the current database", True, False),
+    "pg_write_server_files": PredefinedRole(110000, "writes files on the database server", True, True),
+    "pg_execute_server_program": PredefinedRole(110000, "runs programs on the database server", True, True),
+    "pg_signal_backend": PredefinedRole(90600, "cancels or terminates other sessions, production's too",
+                                        True, True),
+    "pg_create_subscription": PredefinedRole(
+        160000, "creates subscriptions that connect outward and write replicated rows", True, True),
+    "pg_maintain": PredefinedRole(
+        170000, "VACUUM/CLUSTER/REFRESH MATERIALIZED VIEW/REINDEX/LOCK on every relation", True, False),
+    "pg_signal_autovacuum_worker": PredefinedRole(180000, "terminates autovacuum workers", True, False),
+    "pg_read_server_files": PredefinedRole(110000, "reads files on the database server", False, True),
+    "pg_read_all_data": PredefinedRole(140000, "SELECT on every table", False, False),
+    "pg_read_all_settings": PredefinedRole(100000, "reads every setting", False, False),
+    "pg_read_all_stats": PredefinedRole(100000, "reads every statistics view", False, False),
+    "pg_stat_scan_tables": PredefinedRole(100000, "runs monitoring functions that lock briefly",
+                                          False, False),
+    "pg_monitor": PredefinedRole(100000, "monitoring (the read-only roles above)", False, False),
+    "pg_checkpoint": PredefinedRole(150000, "runs CHECKPOINT", False, False),
+    "pg_use_reserved_connections": PredefinedRole(160000, "uses reserved connection slots", False, False),
+}
+# The table's two views, by channel: name -> (since, what a member can do) / since.
 PREDEFINED_WRITE_ROLES: dict[str, tuple[int, str]] = {
-    "pg_write_all_data": (140000, "INSERT/UPDATE/DELETE on every table"),
-    "pg_database_owner": (140000, "owner of the current database"),
-    "pg_write_server_files": (110000, "writes files on the server"),
-    "pg_execute_server_program": (110000, "runs programs on the server"),
-    "pg_signal_backend": (90600, "cancels or terminates other sessions"),
-    "pg_create_subscription": (160000, "creates subscriptions that write replicated rows"),
-    "pg_maintain": (170000, "VACUUM/CLUSTER/REFRESH MATERIALIZED VIEW/REINDEX/LOCK on every relation"),
-    "pg_signal_autovacuum_worker": (180000, "terminates autovacuum workers"),
-}
-# Predefined roles that only read or act without changing data (fine to hold): name -> first
-# server_version_num that has it. A predefined role (pg_*) in neither table counts as a writer: a new
-# major's role is not trusted until it is classified here (tests/test_versions.py checks both tables
-# against each supported server).
-PREDEFINED_READ_ROLES: dict[str, int] = {
-    "pg_read_all_data": 140000,
-    "pg_read_all_settings": 100000,
-    "pg_read_all_stats": 100000,
-    "pg_stat_scan_tables": 100000,
-    "pg_monitor": 100000,
-    "pg_read_server_files": 110000,
-    "pg_checkpoint": 150000,
-    "pg_use_reserved_connections": 160000,
-}
+    n: (r.since, r.does) for n, r in PREDEFINED_ROLES.items() if r.writes}
+PREDEFINED_READ_ROLES: dict[str, int] = {n: r.since for n, r in PREDEFINED_ROLES.items() if not r.writes}
 # Role attributes that are write paths by themselves: attribute -> pg_roles column.
 ROLE_ATTRIBUTES: dict[str, str] = {
     "superuser": "rolsuper",

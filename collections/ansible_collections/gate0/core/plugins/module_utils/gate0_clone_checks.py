@@ -7,25 +7,14 @@ message}` with a one-line message naming the cause.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-Record = dict[str, Any]
-WILDCARDS = ("%", "*", "?", "[")
+from ansible_collections.gate0.core.plugins.module_utils.gate0_checks import Record, record
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import clone_name_problems
+
 ENABLED = ("O", "A")  # pg_trigger.tgenabled: fires in origin sessions (O) or always (A)
 MAX_LISTED = 5
-
-
-def record(cid: str, ok: bool, observed: Any, expected: Any, message: str) -> Record:
-    return {"id": cid, "gate": "clone", "status": "pass" if ok else "fail", "observed": observed,
-            "expected": expected, "message": message}
-
-
-def skipped(cid: str, expected: Any, message: str) -> Record:
-    """A check the vars leave out: 'skipped' with the reason, never 'pass'."""
-    return {"id": cid, "gate": "clone", "status": "skipped", "observed": None, "expected": expected,
-            "message": message}
 
 
 def left_out(s: dict[str, Any], section: str) -> bool:
@@ -38,43 +27,6 @@ def left_out(s: dict[str, Any], section: str) -> bool:
 def production_names(settings: dict[str, Any]) -> list[str]:
     names = [settings.get("production_database") or "", *list(settings.get("allowed_databases") or [])]
     return sorted({n for n in names if n})
-
-
-def name_rule_problems(clone_db: str, prefix: str, min_length: int, suffix_regex: str,
-                       production: list[str]) -> list[str]:
-    """Why the configured clone name or prefix breaks the naming rule (empty when it holds).
-
-    The prefix is literal: `_` and `%` are plain characters, and a prefix holding a pattern
-    character is refused outright (the operator meant a literal prefix, nothing looser).
-    """
-    problems: list[str] = []
-    if len(prefix) < max(1, int(min_length)):
-        problems.append(f"prefix {prefix!r} is shorter than {int(min_length)} characters")
-    bad = [c for c in WILDCARDS if c in prefix]
-    if bad:
-        problems.append(f"prefix {prefix!r} contains the pattern character {bad[0]!r} "
-                        "(give the literal prefix)")
-    if prefix:
-        caught = [n for n in production if n.startswith(prefix)]
-        if caught:
-            problems.append(f"prefix {prefix!r} also matches production/allowlisted {caught[0]!r}")
-    if not clone_db:
-        problems.append("the clone database name is empty")
-    elif not prefix or not clone_db.startswith(prefix):
-        problems.append(f"{clone_db!r} does not start with exactly {prefix!r}")
-    else:
-        suffix = clone_db[len(prefix):]
-        if not suffix:
-            problems.append(f"{clone_db!r} is the bare prefix (no suffix)")
-        elif suffix_regex:
-            try:
-                if re.fullmatch(suffix_regex, suffix) is None:
-                    problems.append(f"suffix {suffix!r} of {clone_db!r} does not match {suffix_regex!r}")
-            except re.error as exc:
-                problems.append(f"the suffix regex {suffix_regex!r} is invalid: {exc}")
-    if clone_db in production:
-        problems.append(f"{clone_db!r} is a production/allowlisted database name")
-    return problems
 
 
 def _ok(result: dict[str, Any]) -> bool:
@@ -90,8 +42,8 @@ def _why_not_observed(result: dict[str, Any]) -> str:
 def check_name_pattern(result: dict[str, Any], s: dict[str, Any]) -> Record:
     cid, db, prefix = "clone.name_pattern", s["database"], s["prefix"]
     expected = {"database": db, "prefix": prefix, "suffix_regex": s.get("suffix_regex") or None}
-    problems = name_rule_problems(db, prefix, s.get("prefix_min_length", 1), s.get("suffix_regex") or "",
-                                  production_names(s))
+    problems = clone_name_problems(db, prefix, production_names(s), s.get("prefix_min_length", 1),
+                                   s.get("suffix_regex") or "")
     if problems:
         return record(cid, False, {"configured": db}, expected, "; ".join(problems))
     if not _ok(result):
@@ -367,7 +319,7 @@ def check_outbox_guard(result: dict[str, Any], s: dict[str, Any]) -> Record:
                 "timing": "BEFORE INSERT FOR EACH ROW",
                 "function": want_fn, "probe_rejected": bool(s.get("outbox_probe", True))}
     if left_out(s, "outbox"):
-        return skipped(cid, None, "the profile has no outbox")
+        return record(cid, None, None, None, "the profile has no outbox")
     why = _sections(result, "outbox")
     if why:
         return record(cid, False, None, expected, why)
@@ -421,7 +373,7 @@ def _probe_problems(probe: dict[str, Any], want_fn: str) -> list[str]:
 def _count_check(cid: str, result: dict[str, Any], section: str,
                  judge: Callable[[dict[str, Any]], tuple[bool, Any, Any, str]], s: dict[str, Any]) -> Record:
     if left_out(s, section):
-        return skipped(cid, None, f"the profile has no {section}")
+        return record(cid, None, None, None, f"the profile has no {section}")
     why = _sections(result, section)
     if why:
         return record(cid, False, None, None, why)
@@ -571,12 +523,3 @@ def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) 
     out["database"] = settings.get("database")
     out["error"] = r.get("msg") if r.get("failed") else None
     return out
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {
-            "gate0_clone_checks": gate0_clone_checks,
-            "gate0_clone_report": gate0_clone_report,
-            "gate0_clone_name_problems": name_rule_problems,
-        }

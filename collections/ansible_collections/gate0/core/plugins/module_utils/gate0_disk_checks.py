@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ansible_collections.gate0.core.plugins.module_utils.gate0_checks import record
+
 DF_UNITS = ("", "K", "M", "G", "T", "P", "E")
 PG_UNITS = ("bytes", "kB", "MB", "GB", "TB", "PB")
 
@@ -103,10 +105,4 @@ def gate0_disk_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
     observed = {k: report.get(k) for k in ("path", "total_bytes", "free_bytes", "free_percent", "sizes")}
     expected = {x["rule"]: x["limit"] for x in report.get("rules") or []}
     message = report["human"] if not problems else "; ".join(problems) + f" — {report['human']}"
-    return [{"id": "disk.headroom", "gate": "disk", "status": "fail" if problems else "pass",
-             "observed": observed, "expected": expected, "message": message}]
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {"gate0_disk_report": gate0_disk_report, "gate0_disk_checks": gate0_disk_checks}
+    return [record("disk.headroom", not problems, observed, expected, message)]

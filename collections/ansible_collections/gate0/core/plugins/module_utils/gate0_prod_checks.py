@@ -10,23 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-GATE = "prod"
+from ansible_collections.gate0.core.plugins.module_utils.gate0_checks import record
+from ansible_collections.gate0.core.plugins.module_utils.gate0_fingerprint import compare_baseline
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import allowlist_problems
+
 COUNTER_KEYS = ("n_tup_ins", "n_tup_upd", "n_tup_del")
 # Which database answered: entry and exit must be the same one (not a same-named copy elsewhere).
 SERVER_KEYS = ("database_oid", "system_identifier")
 DETAIL_LIMIT = 6
-
-
-def _record(cid: str, ok: bool | None, observed: Any, expected: Any, message: str) -> dict[str, Any]:
-    status = "skipped" if ok is None else ("pass" if ok else "fail")
-    return {
-        "id": cid,
-        "gate": GATE,
-        "status": status,
-        "observed": observed,
-        "expected": expected,
-        "message": " ".join(str(message).split()),
-    }
 
 
 def _reason(result: dict[str, Any]) -> str:
@@ -54,22 +45,17 @@ def check_allowlist(
         "login_db": login_db,
         "current_database": (result.get("allowlist") or {}).get("current_database"),
     }
-    problems = []
-    if not allowed:
-        problems.append("gate0_production_allowed_databases is empty")
-    elif login_db not in allowed:
-        problems.append(f"login_db {login_db!r} is not in the allowlist {list(allowed)}")
-    if clone_db and clone_db in (allowed or []):
-        problems.append(f"the allowlist {list(allowed)} names the clone {clone_db!r}")
+    problems = allowlist_problems(list(allowed or []), login_db, clone_db,
+                                  ("gate0_production_allowed_databases", "login_db"))
     if problems:
-        return _record(cid, False, observed, expected, "allowlist: " + "; ".join(problems))
+        return record(cid, False, observed, expected, "allowlist: " + "; ".join(problems))
     if observed["current_database"] is None:
-        return _record(cid, False, observed, expected, f"not verified after connecting: {_reason(result)}")
+        return record(cid, False, observed, expected, f"not verified after connecting: {_reason(result)}")
     if observed["current_database"] != login_db:
-        return _record(
+        return record(
             cid, False, observed, expected, f"connected to {observed['current_database']!r}, not {login_db!r}"
         )
-    return _record(
+    return record(
         cid,
         True,
         observed,
@@ -94,18 +80,18 @@ def check_session(result: dict[str, Any]) -> dict[str, Any]:
         "rolled_back": True,
     }
     if not settings:
-        return _record(cid, False, observed, expected, f"no read-only session: {_reason(result)}")
+        return record(cid, False, observed, expected, f"no read-only session: {_reason(result)}")
     if (
         settings.get("transaction_read_only") != "on"
         or settings.get("transaction_isolation") != "repeatable read"
     ):
-        return _record(cid, False, observed, expected, "the session was not REPEATABLE READ READ ONLY")
+        return record(cid, False, observed, expected, "the session was not REPEATABLE READ READ ONLY")
     if session.get("wrote_nothing") is not True:
         why = session.get("proof_error") or f"xid {session.get('xid_assigned')!r} assigned"
-        return _record(cid, False, observed, expected, f"cannot prove the transaction wrote nothing: {why}")
+        return record(cid, False, observed, expected, f"cannot prove the transaction wrote nothing: {why}")
     if session.get("rolled_back") is not True:
-        return _record(cid, False, observed, expected, "the transaction was not rolled back cleanly")
-    return _record(
+        return record(cid, False, observed, expected, "the transaction was not rolled back cleanly")
+    return record(
         cid,
         True,
         observed,
@@ -121,7 +107,7 @@ def check_role(result: dict[str, Any]) -> dict[str, Any]:
     proof = result.get("read_only_proof")
     expected = "every finding ok"
     if not proof:
-        return _record(cid, False, None, expected, f"read-only proof not taken: {_reason(result)}")
+        return record(cid, False, None, expected, f"read-only proof not taken: {_reason(result)}")
     bad = [f for f in proof.get("findings", []) if not f.get("ok")]
     observed = {
         "role": proof.get("role"),
@@ -129,14 +115,14 @@ def check_role(result: dict[str, Any]) -> dict[str, Any]:
         "failed": [f"{f['check']}: {f['detail']}" for f in bad],
     }
     if bad:
-        return _record(
+        return record(
             cid,
             False,
             observed,
             expected,
             f"role {proof.get('role')} can write: " + _join([f"{f['check']}: {f['detail']}" for f in bad]),
         )
-    return _record(
+    return record(
         cid,
         True,
         observed,
@@ -158,7 +144,7 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
         "attempt": attempt or None,
     }
     if not evidence:
-        return _record(cid, False, observed, expected, f"not proven: {_reason(result)}")
+        return record(cid, False, observed, expected, f"not proven: {_reason(result)}")
     problems = []
     if evidence.get("has_connect") is not False:
         problems.append(f"the production role has CONNECT on the clone {clone_db}")
@@ -168,15 +154,15 @@ def check_clone(result: dict[str, Any], clone_db: str) -> dict[str, Any]:
             f"({attempt.get('server')}; closed at once)"
         )
     if problems:
-        return _record(cid, False, observed, expected, "; ".join(problems))
+        return record(cid, False, observed, expected, "; ".join(problems))
     if not attempt:
-        return _record(cid, False, observed, expected, f"connection attempt not made: {_reason(result)}")
+        return record(cid, False, observed, expected, f"connection attempt not made: {_reason(result)}")
     if attempt.get("authorization") is not True:
-        return _record(cid, False, observed, expected,
+        return record(cid, False, observed, expected,
                        f"cannot prove: the connection attempt to {clone_db} ({attempt.get('server')}) failed "
                        f"for another reason than an authorization refusal: {attempt.get('reason')}")
     where = "" if evidence.get("exists_here") else f" (no database {clone_db} on the production server)"
-    return _record(
+    return record(
         cid,
         True,
         observed,
@@ -197,17 +183,17 @@ def check_fingerprint(result: dict[str, Any], targets: dict[str, Any] | None) ->
                 "digest": "present"}
     observed = {"counted": sorted(counts), "hashed": sorted(hashes), "digest": result.get("digest")}
     if result.get("failed_stage") or result.get("failed"):
-        return _record(cid, False, observed, expected, f"no complete fingerprint: {_reason(result)}")
+        return record(cid, False, observed, expected, f"no complete fingerprint: {_reason(result)}")
     if not wanted:
-        return _record(cid, False, observed, expected,
+        return record(cid, False, observed, expected,
                        "no production targets configured (gate0_production_targets)")
     problems = [f"target {n}: not counted" for n in wanted if n not in counts]
     problems += [f"target {n}: not hashed" for n in expected["hashed"] if n not in hashes]
     if not result.get("digest"):
         problems.append("no digest")
     if problems:
-        return _record(cid, False, observed, expected, "incomplete fingerprint: " + _join(problems))
-    return _record(cid, True, observed, expected,
+        return record(cid, False, observed, expected, "incomplete fingerprint: " + _join(problems))
+    return record(cid, True, observed, expected,
                    f"{len(counts)} targets counted, {len(hashes)} hashed in one snapshot; "
                    f"digest {str(result['digest'])[:12]}")
 
@@ -215,21 +201,17 @@ def check_fingerprint(result: dict[str, Any], targets: dict[str, Any] | None) ->
 def check_baseline(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     cid = "prod.baseline"
     if not baseline:
-        return _record(cid, None, None, None, "skipped: gate0_production_baseline is empty")
+        return record(cid, None, None, None, "skipped: gate0_production_baseline is empty")
     counts = result.get("counts")
     if not counts:
-        return _record(cid, False, None, dict(baseline), f"counts not taken: {_reason(result)}")
-    diff = []
-    for name, want in sorted(baseline.items()):
-        got = counts.get(name)
-        if got is None:
-            diff.append(f"{name}: expected {want}, no such target")
-        elif int(want) != int(got):
-            diff.append(f"{name}: expected {want}, observed {got}")
+        return record(cid, False, None, dict(baseline), f"counts not taken: {_reason(result)}")
+    diff = [f"{d['target']}: expected {d['expected']}, "
+            + ("no such target" if d["observed"] is None else f"observed {d['observed']}")
+            for d in compare_baseline(counts, baseline)["diff"]]
     observed = {k: counts.get(k) for k in baseline}
     if diff:
-        return _record(cid, False, observed, dict(baseline), "baseline mismatch: " + _join(diff))
-    return _record(cid, True, observed, dict(baseline), f"all {len(baseline)} counts equal the baseline")
+        return record(cid, False, observed, dict(baseline), "baseline mismatch: " + _join(diff))
+    return record(cid, True, observed, dict(baseline), f"all {len(baseline)} counts equal the baseline")
 
 
 def check_idle(result: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +220,7 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
     idle = result.get("idle_in_transaction")
     expected = {"sessions": 0, "unknown": 0}
     if idle is None:
-        return _record(cid, False, None, expected, f"sessions not inspected: {_reason(result)}")
+        return record(cid, False, None, expected, f"sessions not inspected: {_reason(result)}")
     sessions = idle.get("sessions") or []
     tolerated = idle.get("tolerated") or []
     prepared = idle.get("prepared") or []
@@ -246,14 +228,14 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
                 "prepared": prepared}
     if prepared:
         listed = [f"{p.get('gid')!r} by {p.get('owner')} since {p.get('prepared')}" for p in prepared]
-        return _record(cid, False, observed, expected,
+        return record(cid, False, observed, expected,
                        f"{len(prepared)} prepared transaction(s) on production hold writes: " + _join(listed))
     if sessions:
         listed = [
             f"pid {s['pid']} ({s.get('user')}, {s.get('application_name') or '-'}, idle {s.get('idle_s')} s)"
             for s in sessions
         ]
-        return _record(
+        return record(
             cid,
             False,
             observed,
@@ -261,7 +243,7 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
             f"{len(sessions)} idle-in-transaction session(s) on production: " + _join(listed),
         )
     if idle.get("unknown"):
-        return _record(
+        return record(
             cid,
             False,
             observed,
@@ -275,7 +257,7 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
             f"; {len(tolerated)} tolerated: the role {role}, proven unable to write in this run, "
             "with no transaction id (" + _join([f"pid {s['pid']}" for s in tolerated]) + ")"
         )
-    return _record(
+    return record(
         cid, True, observed, expected, f"no idle-in-transaction session that could hold or make writes{also}"
     )
 
@@ -311,13 +293,13 @@ def check_quiet(result: dict[str, Any]) -> dict[str, Any]:
     expected = {"write_locks": 0, "counters_moved": 0}
     seen = writes_seen(result)
     if seen is None:
-        return _record(cid, False, None, expected, f"writers not observed: {_reason(result)}")
+        return record(cid, False, None, expected, f"writers not observed: {_reason(result)}")
     observed = {"tables": (result.get("writers") or {}).get("tables"), "writes": seen}
     if seen:
-        return _record(cid, False, observed, expected,
+        return record(cid, False, observed, expected,
                        f"{len(seen)} write(s) to non-volatile targets during the fingerprint (its counts "
                        f"and hashes may be stale): " + _join(seen))
-    return _record(cid, True, observed, expected,
+    return record(cid, True, observed, expected,
                    f"no write lock of another backend on the {len(observed['tables'] or [])} target tables "
                    "at the start or the end of the fingerprint, no write counter moved in between")
 
@@ -495,13 +477,3 @@ def _prod_exit(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             f"({len(names)} targets)",
         )
     return out
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {
-            "gate0_prod_checks": gate0_prod_checks,
-            "gate0_prod_summary": gate0_prod_summary,
-            "gate0_prod_report": gate0_prod_report,
-            "gate0_prod_exit": gate0_prod_exit,
-        }

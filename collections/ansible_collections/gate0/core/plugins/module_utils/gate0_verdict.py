@@ -10,7 +10,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-STATUSES = ("pass", "fail", "skipped")
+from ansible_collections.gate0.core.plugins.module_utils.gate0_checks import STATUSES, one_line, record
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import (
+    allowlist_problems,
+    clone_name_problems,
+)
 
 # Ranges the argument spec cannot express: variable -> (lowest, highest) inclusive; None = unbounded.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -67,25 +71,32 @@ def _baseline_problems(cfg: dict[str, Any]) -> list[str]:
 def _allowlist_problems(cfg: dict[str, Any]) -> list[str]:
     """The production allowlist: a list naming the production database and never the clone.
 
-    The clone naming rule itself (prefix, suffix, production names) is clone_checks.py's
-    gate0_clone_name_problems; validate.yml adds its findings, so the rule lives in one place.
+    The rule itself is gate0_pg.allowlist_problems; this adds only the type check.
     """
-    out: list[str] = []
     prod = str(cfg.get("gate0_production_database") or "")
     clone = str(cfg.get("gate0_clone_database") or "")
     allowed = cfg.get("gate0_production_allowed_databases")
     if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
         return [f"gate0_production_allowed_databases must be a list of database names, got {allowed!r}"]
-    allowed = [str(a) for a in allowed]
-    if not allowed:
-        out.append("gate0_production_allowed_databases must name at least the production database, got []")
-    elif prod and prod not in allowed:
-        out.append(f"gate0_production_allowed_databases must include gate0_production_database {prod!r}, "
-                   f"got {allowed!r}")
-    if clone and clone in allowed:
-        out.append(f"gate0_production_allowed_databases must not include the clone {clone!r}, "
-                   f"got {allowed!r}")
-    return out
+    return allowlist_problems([str(a) for a in allowed], prod, clone,
+                              ("gate0_production_allowed_databases", "gate0_production_database"))
+
+
+def _clone_name_problems(cfg: dict[str, Any]) -> list[str]:
+    """The clone name rule (gate0_pg.clone_name_problems) on the configured names: one line."""
+    if "gate0_clone_database" not in cfg:
+        return []
+    clone, prefix = str(cfg["gate0_clone_database"] or ""), str(cfg.get("gate0_clone_name_prefix") or "")
+    allowed = cfg.get("gate0_production_allowed_databases")
+    production = [str(cfg.get("gate0_production_database") or ""),
+                  *([str(a) for a in allowed] if isinstance(allowed, list) else [])]
+    problems = clone_name_problems(clone, prefix, production,
+                                   int(_number(cfg.get("gate0_clone_name_prefix_min_length")) or 1),
+                                   str(cfg.get("gate0_clone_name_suffix_regex") or ""))
+    if not problems:
+        return []
+    return [f"gate0_clone_database={clone} and gate0_clone_name_prefix={prefix} break the clone name rule: "
+            + ", ".join(problems)]
 
 
 def writable_dir_problem(path: str) -> str | None:
@@ -107,7 +118,8 @@ def writable_dir_problem(path: str) -> str | None:
 
 def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
-    out = _range_problems(cfg) + _baseline_problems(cfg) + _allowlist_problems(cfg)
+    out = (_range_problems(cfg) + _baseline_problems(cfg) + _allowlist_problems(cfg)
+           + _clone_name_problems(cfg))
     gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
     if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
         out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
@@ -167,8 +179,7 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
         if cid in by_id:
             out.append(by_id.pop(cid))
         elif gates is not None and gate not in gates:
-            out.append({"id": cid, "gate": gate, "status": "skipped", "observed": None, "expected": None,
-                        "message": f"gate {gate} not selected (gate0_gates={list(gates)})"})
+            out.append(record(cid, None, None, None, f"gate {gate} not selected (gate0_gates={list(gates)})"))
         else:
             if run_gates is None:
                 why = "excluded by tags, or its gate did not report it"
@@ -177,8 +188,7 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
                        f"{', '.join(run_gates) or 'no gate'})")
             else:
                 why = f"gate {gate} ran but did not report it"
-            out.append({"id": cid, "gate": gate, "status": "fail", "observed": None, "expected": None,
-                        "message": f"not run in this invocation: {why}"})
+            out.append(record(cid, False, None, None, f"not run in this invocation: {why}"))
     if by_id:
         raise ValueError(f"unknown check ids: {', '.join(sorted(by_id))}")
     return out
@@ -186,12 +196,8 @@ def gate0_complete_checks(records: list[dict[str, Any]], ids: list[str],
 
 def gate0_failed_checks(records: list[dict[str, Any]]) -> list[str]:
     """One line per failed check: '<id>: <message>'."""
-    return [f"{r['id']}: {_one_line(r.get('message')) or 'failed'}"
+    return [f"{r['id']}: {one_line(r.get('message') or '') or 'failed'}"
             for r in records if r.get("status") == "fail"]
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text or "").split())
 
 
 def gate0_fail_message(records: list[dict[str, Any]], host: str, report: str = "") -> str:
@@ -263,17 +269,3 @@ def gate0_require_problems(gate0: Any, clone_database: str) -> list[str]:
     if clone != clone_database:
         out.append(f"gate0 was for clone {clone!r}, not gate0_clone_database {clone_database!r}")
     return out
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {
-            "gate0_config_problems": gate0_config_problems,
-            "gate0_selected_gates": gate0_selected_gates,
-            "gate0_observed_part": gate0_observed_part,
-            "gate0_complete_checks": gate0_complete_checks,
-            "gate0_failed_checks": gate0_failed_checks,
-            "gate0_fail_message": gate0_fail_message,
-            "gate0_play_stats": gate0_play_stats,
-            "gate0_require_problems": gate0_require_problems,
-        }

@@ -85,8 +85,3 @@ def gate0_decisions(checks: list[dict[str, Any]], gates: list[str], production: 
         "clone_objectives": clone_objectives(checks, list(gates or [])),
         "persistent_seed": persistent_seed(checks, production or {}, seed_settings),
     }
-
-
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {"gate0_decisions": gate0_decisions}

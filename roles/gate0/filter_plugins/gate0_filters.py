@@ -1,0 +1,45 @@
+"""The gate0 role's filters: names for the rules and judges of the collection gate0.core.
+
+Nothing is judged here: each filter is a function of gate0.core's module_utils (one rule, one
+place), which library/'s modules, the action plugins and the tests import too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.gate0.core.plugins.module_utils import (
+    gate0_clone_checks,
+    gate0_decisions,
+    gate0_disk_checks,
+    gate0_pg,
+    gate0_prod_checks,
+    gate0_verdict,
+)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            # validation (tasks/validate.yml) and the gates a run observes
+            "gate0_config_problems": gate0_verdict.gate0_config_problems,
+            "gate0_clone_name_problems": gate0_pg.clone_name_problems,
+            "gate0_selected_gates": gate0_verdict.gate0_selected_gates,
+            "gate0_observed_part": gate0_verdict.gate0_observed_part,
+            # the judges: observation + vars -> check records (one file per gate)
+            "gate0_prod_checks": gate0_prod_checks.gate0_prod_checks,
+            "gate0_prod_summary": gate0_prod_checks.gate0_prod_summary,
+            "gate0_prod_report": gate0_prod_checks.gate0_prod_report,
+            "gate0_prod_exit": gate0_prod_checks.gate0_prod_exit,
+            "gate0_clone_checks": gate0_clone_checks.gate0_clone_checks,
+            "gate0_clone_report": gate0_clone_checks.gate0_clone_report,
+            "gate0_disk_report": gate0_disk_checks.gate0_disk_report,
+            "gate0_disk_checks": gate0_disk_checks.gate0_disk_checks,
+            # the verdict and the consumers
+            "gate0_complete_checks": gate0_verdict.gate0_complete_checks,
+            "gate0_failed_checks": gate0_verdict.gate0_failed_checks,
+            "gate0_fail_message": gate0_verdict.gate0_fail_message,
+            "gate0_play_stats": gate0_verdict.gate0_play_stats,
+            "gate0_require_problems": gate0_verdict.gate0_require_problems,
+            "gate0_decisions": gate0_decisions.gate0_decisions,
+        }
