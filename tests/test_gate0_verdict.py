@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils import gate0_report as ga
 from ansible_collections.gate0.core.plugins.module_utils import gate0_verdict as gv
-from conftest import Lab, load_plugin, run_playbook
-
-ga = load_plugin("roles/gate0/action_plugins/gate0_report.py")
+from conftest import Lab, run_playbook
 
 GOOD = {
     "gate0_production_login_port": 5432,
@@ -33,14 +32,11 @@ GOOD = {
     "gate0_gates": ["prod", "clone", "disk"],
 }
 
-
 def problems(**over: object) -> list[str]:
     return gv.gate0_config_problems({**GOOD, **over})
 
-
 def test_config_good_has_no_problem(tmp_path: Path) -> None:
     assert problems(gate0_report_dir=str(tmp_path / "new" / "reports")) == []
-
 
 @pytest.mark.parametrize(("over", "needle"), [
     ({"gate0_statement_timeout": 0}, "gate0_statement_timeout must be a number in 1..3600000, got 0"),
@@ -62,7 +58,6 @@ def test_config_problem_names_variable_and_value(over: dict, needle: str) -> Non
     assert any(needle in p for p in found), found
     assert all("\n" not in p for p in found)
 
-
 def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> None:
     ids = ["prod.a", "clone.b", "disk.c"]
     recs = [{"id": "prod.a", "gate": "prod", "status": "pass", "observed": 1, "expected": 1, "message": "ok"}]
@@ -79,7 +74,6 @@ def test_complete_checks_fills_missing_as_fail_and_unselected_as_skipped() -> No
     with pytest.raises(ValueError, match=r"unknown check ids: x\.y"):
         gv.gate0_complete_checks([{**recs[0], "id": "x.y"}], ids)
 
-
 def test_observed_part_is_the_part_or_a_failure_naming_why() -> None:
     part = {"digest": "d", "identity": {}}
     assert gv.gate0_observed_part({"fingerprint": part, "clone": {}}, "fingerprint") == part
@@ -91,7 +85,6 @@ def test_observed_part_is_the_part_or_a_failure_naming_why() -> None:
     missing = gv.gate0_observed_part(None, "disk")
     assert missing == {"failed": True, "msg": "gate0_observe returned no disk result"}
 
-
 def test_fail_message_one_line_per_failed_check() -> None:
     recs = [
         {"id": "prod.a", "status": "fail", "message": "two\nlines"},
@@ -101,7 +94,6 @@ def test_fail_message_one_line_per_failed_check() -> None:
     msg = gv.gate0_fail_message(recs, "db1")
     assert msg.splitlines() == [
         "gate0 FAIL on db1: 2 of 3 checks failed", "prod.a: two lines", "disk.c: failed"]
-
 
 def test_play_stats_single_and_several_hosts() -> None:
     a = {"passed": True, "host": "a", "checked_at": "2026-06-02T10:00:00Z", "clone": {"database": "x_1"}}
@@ -115,7 +107,6 @@ def test_play_stats_single_and_several_hosts() -> None:
     assert two["gate0_hosts"]["c"]["passed"] is False
     assert gv.gate0_play_stats({"a": a, "b": a}, ["a", "b"])["gate0"]["passed"] is True
 
-
 def test_require_problems() -> None:
     good = {"passed": True, "gates": ["prod", "clone", "disk"], "clone": {"database": "c_1"},
             "production": {"digest": "d" * 64}}
@@ -125,10 +116,8 @@ def test_require_problems() -> None:
     assert "without gate(s) clone" in gv.gate0_require_problems({**good, "gates": ["prod", "disk"]}, "c_1")[0]
     assert "was for clone 'c_1', not" in gv.gate0_require_problems(good, "c_2")[0]
 
-
 def test_redact_masks_every_secret_longest_first() -> None:
     assert ga.redact("a pw123 b pw1234", ["pw123", "pw1234"]) == "a ******** b ********"
-
 
 def test_report_never_replaces_another(tmp_path: Path) -> None:
     """The same host gated twice in one second (two jobs, two clones): both reports are kept."""
@@ -144,10 +133,8 @@ def test_report_never_replaces_another(tmp_path: Path) -> None:
     assert not (tmp_path / "gate0-db1-20260602T120000Z-2.json").exists()
     assert not list(tmp_path.glob(".gate0-*")) and oct(Path(second["md"]).stat().st_mode)[-3:] == "640"
 
-
 def _reports(report_dir: Path) -> list[Path]:
     return sorted(report_dir.glob("gate0-*.json"))
-
 
 @pytest.mark.parametrize(("extra", "needles"), [
     (["-e", "gate0_clone_database=directus"],
@@ -171,14 +158,12 @@ def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path, 
     assert "TASK [gate0 : observe |" not in r.stdout
     assert _reports(tmp_path) == []
 
-
 def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
     r = run_playbook("playbooks/gate0.yml", "-e", "gate0_report_dir=/etc/hostname/reports")
     assert r.returncode != 0
     assert ("gate0_report_dir cannot be created: /etc/hostname is not a directory, "
             "got '/etc/hostname/reports'") in r.stdout
     assert "TASK [gate0 : observe |" not in r.stdout
-
 
 def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: Lab, tmp_path: Path) -> None:
     """A password that reaches report data (here: as a login name) is masked in both files."""
@@ -205,7 +190,6 @@ def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: L
     assert re.search(r"gate0 FAIL on lab: \d+ of 22 checks failed", tail)
     assert "\n        prod.allowlist: not run" in tail
 
-
 @pytest.mark.parametrize(("run_tags", "skip_tags", "gates"), [
     (["all"], [], ["prod", "clone", "disk"]),
     (["clone", "disk"], [], ["clone", "disk"]),
@@ -221,7 +205,6 @@ def test_selected_gates_follow_tags_as_ansible_selects_tasks(run_tags: list[str]
     # gate0_gates still rules: a gate left out there is never selected by a tag.
     assert "prod" not in gv.gate0_selected_gates(["clone", "disk"], run_tags, skip_tags)
 
-
 def test_skip_tags_leaves_out_one_gate_within_the_one_module_call(lab: Lab, tmp_path: Path) -> None:
     r = run_playbook("playbooks/gate0.yml", "--skip-tags", "disk", "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
@@ -232,7 +215,6 @@ def test_skip_tags_leaves_out_one_gate_within_the_one_module_call(lab: Lab, tmp_
         by_id["disk.headroom"]["message"]
     assert [c for c, rec in by_id.items() if rec["status"] != "pass"] == ["disk.headroom"]
 
-
 def test_an_incoming_gate0_extra_var_cannot_mask_a_fail(lab: Lab, tmp_path: Path) -> None:
     """AWX hands the previous node's gate0 on as an extra var: this run's verdict must still rule."""
     stale = tmp_path / "stale.json"
@@ -242,3 +224,15 @@ def test_an_incoming_gate0_extra_var_cannot_mask_a_fail(lab: Lab, tmp_path: Path
     assert r.returncode != 0
     (report,) = _reports(tmp_path / "r")
     assert json.loads(report.read_text())["verdict"] == "FAIL"
+
+
+def test_a_profile_missing_a_key_fails_validation_naming_it(lab: Lab, tmp_path: Path) -> None:
+    """The clone profile is typed deeply (meta/argument_specs.yml): a section without one of its keys
+    is refused before any connection, naming the key and where it is missing."""
+    profile = {"dispatch": {"registry": "event_type_registry"}, "lease": {"expected": 0}}
+    r = run_playbook("playbooks/gate0.yml", "-e", json.dumps({"gate0_clone_profile": profile}),
+                     "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode != 0
+    assert "missing required arguments: relation found in gate0_clone_profile -> lease" in r.stdout
+    assert "TASK [gate0 : observe |" not in r.stdout
+    assert _reports(tmp_path) == []

@@ -529,7 +529,7 @@ def sessions_established(cur: Any) -> dict[str, Any]:
 
 def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, Any]:
     """After every read and the probe, in a new read-only transaction (a new snapshot): the sessions,
-    the registry and the leases again, then the session counter last (clone_checks.py compares it
+    the registry and the leases again, then the session counter last (gate0_clone_checks.py compares it
     with the first one: no session but ours may have been established on the clone in between)."""
     profile = p["profile"]
     wanted = wanted - set(left_out(profile))  # a section the profile leaves out is skipped, not re-read

@@ -1,8 +1,8 @@
 """Judge the clone gate: turn clone_isolation's facts and the role's vars into clone.* check records.
 
-Pure functions (no I/O): tasks/clone.yml passes the module's registered result and a settings dict
-built from the role's vars; the records follow the contract `{id, gate, status, observed, expected,
-message}` with a one-line message naming the cause.
+Pure functions (no I/O): the gate0_verdict action (and tasks/clone.yml, the consumers' re-check)
+pass the module's result and a settings dict built from the role's vars; the records follow the
+contract `{id, gate, status, observed, expected, message}` with a one-line message naming the cause.
 """
 
 from __future__ import annotations

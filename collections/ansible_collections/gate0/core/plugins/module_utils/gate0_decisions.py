@@ -2,7 +2,7 @@
 production persistent seed), each with the evidence lines behind it.
 
 Separate from the gate verdict: a PASS gate with a NO-GO persistent seed is the seed's normal state.
-Pure functions (no I/O); tasks/receipt.yml calls gate0_decisions on the completed check records and
+Pure functions (no I/O); the gate0_verdict action calls gate0_decisions on the completed check records and
 the production fingerprint's summary (its snapshot's counts).
 """
 

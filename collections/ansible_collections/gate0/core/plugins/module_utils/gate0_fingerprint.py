@@ -322,7 +322,7 @@ def fingerprint_targets(
 # counters): another backend holding or waiting for a lock that writes (RowExclusiveLock, taken by
 # INSERT/UPDATE/DELETE/MERGE/COPY FROM, or stronger) on a target table or one of its partitions, and
 # the write counters moving between the start and the end. Locks taken by VACUUM/ANALYZE
-# (ShareUpdateExclusiveLock) and by readers are not writes. prod_checks.py judges prod.targets_quiet.
+# (ShareUpdateExclusiveLock) and by readers are not writes. gate0_prod_checks.py judges prod.targets_quiet.
 WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
 

@@ -1,8 +1,9 @@
 """Judging of the production gate (checks prod.*): pg_fingerprint's result + vars -> check records.
 
-The module observes; these filters judge. A failed module run (cannot connect, timeout, missing
-table) still yields all seven records: each check whose evidence is missing FAILS with the module's
-one-line reason, each check whose evidence was gathered before the failure is judged on it.
+The module observes; these functions judge (one `check_*` per check id). A failed module run (cannot
+connect, timeout, missing table) still yields every record: each check whose evidence is missing
+FAILS with the module's one-line reason, each check whose evidence was gathered before the failure
+is judged on it.
 Also the exit comparison (`gate0_prod_exit`): entry summary vs. exit fingerprint.
 """
 

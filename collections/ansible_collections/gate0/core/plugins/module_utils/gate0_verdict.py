@@ -1,7 +1,8 @@
-"""Filters that validate gate0's inputs and turn the gates' check records into one verdict.
+"""Validate gate0's inputs and turn the gates' check records into one verdict.
 
-Used by tasks/validate.yml (gate0_config_problems) and tasks/verdict.yml (the rest). They run on the
-controller and only compute: no connection, no file written.
+Used by tasks/validate.yml (gate0_config_problems), the gate0_verdict action (completion, failures)
+and the consumers (gate0_require_problems, gate0_play_stats). They run on the controller and only
+compute: no connection, no file written.
 """
 
 from __future__ import annotations

@@ -1,0 +1,89 @@
+"""gate0's reports on the controller: one report dict -> `<dir>/<basename>.json` and `.md`, secrets masked.
+
+Used by the gate0_verdict action plugin (roles/gate0/action_plugins/gate0_verdict.py). A report is
+evidence: one never replaces another, and a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+REDACTED = "********"
+# The variables whose values never reach a report, and the controller's environment secrets (the
+# AWX credential injects the receipt key there).
+REDACT_VARS = (
+    "gate0_production_login_password", "gate0_clone_login_password", "gate0_refresh_dba_login_password",
+    "gate0_receipt_secret")
+REDACT_ENV = ("GATE0_RECEIPT_SECRET",)
+# The same host gated twice in one second (two jobs for two clones behind one inventory host) gets
+# the first free name of <basename>-2, -3, ...
+MAX_NAMES = 100
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every occurrence of every secret (longest first) with a fixed mask."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The JSON report's text (README "Report")."""
+    return json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def _claim(path: str, text: str, mode: int) -> bool:
+    """Write `text` to `path` unless that name exists (False then); a reader never sees half of it.
+
+    Written to a temporary file beside it, then hard-linked to the name (which fails on an existing
+    name); where hard links are not supported, the name is reserved with O_EXCL and the file renamed
+    over that reservation.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".gate0-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_new(directory: str, basename: str, texts: dict[str, str], mode: int) -> dict[str, str]:
+    """<basename>.<ext> for each ext of `texts`, under the first name free for all of them
+    (<basename>, <basename>-2, ...): no existing file is replaced. Returns ext -> path."""
+    for n in range(1, MAX_NAMES + 1):
+        name = basename if n == 1 else f"{basename}-{n}"
+        paths = {ext: os.path.join(directory, f"{name}.{ext}") for ext in texts}
+        claimed: list[str] = []
+        for ext, path in paths.items():
+            if not _claim(path, texts[ext], mode):
+                break
+            claimed.append(path)
+        else:
+            return paths
+        for path in claimed:  # a name half taken: give ours back, try the next
+            os.unlink(path)
+    raise FileExistsError(f"{basename} to {basename}-{MAX_NAMES} are all taken")
+
+
+def write_reports(directory: str, basename: str, report: dict[str, Any], markdown: str,
+                  secrets: list[str], mode: int = 0o640) -> dict[str, str]:
+    """Both reports of one run, every secret masked in both; raises OSError. Returns ext -> path."""
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    texts = {"json": report_json(report), "md": markdown}
+    return write_new(directory, basename, {e: redact(t, secrets) for e, t in texts.items()}, mode)

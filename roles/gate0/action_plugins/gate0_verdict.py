@@ -1,0 +1,188 @@
+"""Action plugin gate0_verdict: the entry gate's one controller step, after the observation.
+
+From gate0_observe's result and the role's validated settings it judges every gate (gate0.core's
+judges), completes the records by the stable ids, decides, signs the gate0 fact (the gate0_receipt
+action), and writes the JSON and the Markdown report from one report dict. Documentation:
+roles/gate0/library/gate0_verdict.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
+from ansible_collections.gate0.core.plugins.module_utils import (
+    gate0_clone_checks,
+    gate0_decisions,
+    gate0_disk_checks,
+    gate0_prod_checks,
+    gate0_report,
+    gate0_verdict,
+)
+
+GATES = ("prod", "clone", "disk")
+DICT, LIST, STR = {"type": "dict"}, {"type": "list", "elements": "str"}, {"type": "str"}
+ARGUMENT_SPEC: dict[str, Any] = {
+    "observed": {"type": "dict", "default": {}},
+    "run_gates": {**LIST, "required": True},
+    "gates": {**LIST, "required": True},
+    "check_ids": {**LIST, "required": True},
+    "run": {"type": "dict", "required": True, "options": {
+        "id": {**STR, "required": True},
+        "started_at": {**STR, "required": True},
+        "stamp": {**STR, "required": True},
+        "host": {**STR, "required": True},
+    }},
+    "production": {"type": "dict", "required": True, "options": {
+        "database": {**STR, "required": True},
+        "allowed_databases": {**LIST, "required": True},
+        "clone_database": {**STR, "required": True},
+        "baseline": {"type": "dict", "default": {}},
+        "targets": {"type": "dict", "default": {}},
+    }},
+    "clone": {"type": "dict", "required": True},
+    "disk": {"type": "dict", "required": True},
+    "seed_approvals": {"type": "dict", "required": True},
+    "report": {"type": "dict", "required": True, "options": {
+        "dir": {"type": "path", "required": True},
+        "channels": {"type": "dict", "required": True},
+        "template": {**STR, "default": "report.md.j2"},
+        "mode": {**STR, "default": "0640"},
+    }},
+}
+
+
+def judge(args: dict[str, Any]) -> dict[str, Any]:
+    """Every gate this run observed, judged: records plus each gate's fact and report sections."""
+    observed, run_gates, prod_cfg = args["observed"] or {}, args["run_gates"], args["production"]
+    out: dict[str, Any] = {"records": [], "production": None, "production_report": {}, "clone": None,
+                           "clone_report": {}, "disk_report": {}}
+    prod = gate0_verdict.gate0_observed_part(observed, "fingerprint")
+    if "prod" in run_gates:
+        out["records"] += gate0_prod_checks.gate0_prod_checks(
+            prod, prod_cfg["allowed_databases"], prod_cfg["database"], prod_cfg["clone_database"],
+            prod_cfg["baseline"], prod_cfg["targets"])
+        out["production"] = gate0_prod_checks.gate0_prod_summary(prod, prod_cfg["database"])
+        out["production_report"] = gate0_prod_checks.gate0_prod_report(prod, prod_cfg["baseline"])
+    if "clone" in run_gates:
+        clone = gate0_verdict.gate0_observed_part(observed, "clone")
+        settings = dict(args["clone"])
+        if "prod" in run_gates and not settings.get("production_identity"):
+            # This run's production identity, for clone.not_production.
+            settings["production_identity"] = prod.get("identity") or {}
+        out["records"] += gate0_clone_checks.gate0_clone_checks(clone, settings)
+        out["clone"] = {"database": settings["database"], "identity": clone.get("identity")}
+        out["clone_report"] = gate0_clone_checks.gate0_clone_report(clone, settings)
+    if "disk" in run_gates:
+        disk = gate0_disk_checks.gate0_disk_report(gate0_verdict.gate0_observed_part(observed, "disk"),
+                                                   args["disk"])
+        out["records"] += gate0_disk_checks.gate0_disk_checks(disk)
+        out["disk_report"] = disk
+    return out
+
+
+def unsigned_fact(args: dict[str, Any], judged: dict[str, Any], checks: list[dict[str, Any]],
+                  now: str) -> dict[str, Any]:
+    """The gate0 fact before its receipt (README "Facts and set_stats")."""
+    prod_db = args["production"]["database"]
+    production = judged["production"] or {"database": prod_db, "digest": None, "counts": {}}
+    fact = {
+        "passed": not gate0_verdict.gate0_failed_checks(checks),
+        "run_id": args["run"]["id"],
+        "checked_at": now,
+        "host": args["run"]["host"],
+        "gates": list(args["gates"]),
+        "production": production,
+        "clone": judged["clone"] or {"database": args["clone"]["database"], "identity": None},
+        "checks": checks,
+    }
+    fact["decisions"] = gate0_decisions.gate0_decisions(checks, list(args["gates"]),
+                                                        judged["production"] or {}, args["seed_approvals"])
+    return fact
+
+
+def report_dict(args: dict[str, Any], judged: dict[str, Any], fact: dict[str, Any]) -> dict[str, Any]:
+    """The JSON report (README "Report"): the one dict both reports are written from."""
+    return {
+        "verdict": "PASS" if fact["passed"] else "FAIL",
+        "run_id": args["run"]["id"],
+        "started_at": args["run"]["started_at"],
+        "finished_at": fact["checked_at"],
+        "host": args["run"]["host"],
+        "checks": fact["checks"],
+        "production": {"database": args["production"]["database"], **judged["production_report"]},
+        "clone": {"database": args["clone"]["database"], **judged["clone_report"]},
+        "disk": {"path": args["disk"]["path"], **judged["disk_report"]},
+        "decisions": fact["decisions"],
+        "receipt": fact["receipt"],
+    }
+
+
+class ActionModule(ActionBase):
+    """Judge, complete, decide, sign, write both reports; never reports changed."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def _sign(self, fact: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
+        """The gate0_receipt action (mode=sign) on `fact`: its result."""
+        task = self._task.copy()
+        task.args = {"mode": "sign", "gate0": fact}
+        action = self._shared_loader_obj.action_loader.get(
+            "gate0_receipt", task=task, connection=self._connection, play_context=self._play_context,
+            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+        return action.run(task_vars=task_vars)
+
+    def _secrets(self) -> list[str]:
+        """The values of the password variables and environment secrets (undefined or empty: none)."""
+        out: list[str] = []
+        for name in gate0_report.REDACT_VARS:
+            try:
+                value = self._templar.resolve_variable_expression(name)
+            except Exception:  # noqa: S112 - an undefined password variable has nothing to redact
+                continue
+            if isinstance(value, str) and value:
+                out.append(value)
+        return out + [os.environ[n] for n in gate0_report.REDACT_ENV if os.environ.get(n)]
+
+    def _markdown(self, report: dict[str, Any], channels: dict[str, Any], template: str) -> str:
+        """The Markdown report, rendered from the report dict (plus the channels it describes)."""
+        path = self._find_needle("templates", template)
+        text = trust_as_template(self._loader.get_text_file_contents(path))
+        templar = self._templar.copy_with_new_env(
+            available_variables={"report": report, "channels": channels})
+        return str(templar.template(text, escape_backslashes=False))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        try:
+            _, args = self.validate_argument_spec(ARGUMENT_SPEC)
+        except AnsibleActionFail as exc:
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"gate0_verdict: {' '.join(str(exc).split())}"}
+        judged = judge(args)
+        checks = gate0_verdict.gate0_complete_checks(judged["records"], args["check_ids"], args["gates"],
+                                                     args["run_gates"])
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        signed = self._sign(unsigned_fact(args, judged, checks, now), task_vars or {})
+        if signed.get("failed"):
+            return {**result, **signed, "changed": False}
+        fact = signed["gate0"]
+        report = report_dict(args, judged, fact)
+        rep = args["report"]
+        markdown = self._markdown(report, rep["channels"], rep["template"])
+        basename = f"gate0-{args['run']['host']}-{args['run']['stamp']}-{args['run']['id']}"
+        try:
+            paths = gate0_report.write_reports(os.path.normpath(rep["dir"]), basename, report, markdown,
+                                               self._secrets(), int(rep["mode"], 8))
+        except OSError as exc:
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"gate0_verdict: writing the reports in {rep['dir']}: {exc.strerror or exc}"}
+        warnings = list(signed.get("warnings") or [])
+        return {**result, "changed": False, "gate0": fact, "json_path": paths["json"],
+                "md_path": paths["md"], "disk": judged["disk_report"],
+                **({"warnings": warnings} if warnings else {})}
