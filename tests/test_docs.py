@@ -82,3 +82,47 @@ def test_no_file_points_to_a_document_the_project_does_not_have() -> None:
         text = path.read_text(errors="ignore")
         hits += [f"{rel}: {n}" for n in names if n in text]
     assert hits == []
+
+
+def test_check_tables_link_each_id_to_its_rule_function() -> None:
+    """A check id leads to one function in one hop: its row in the README's check tables links to the
+    file of gate0.core that judges it and names the function, which that file defines."""
+    ids = yaml.safe_load((REPO / "roles/gate0/vars/main.yml").read_text())["__gate0_check_ids"]
+    linked: dict[str, tuple[str, str]] = {}
+    for row in README.splitlines():
+        m = re.match(r"\| ((?:`[a-z]+\.[a-z_]+`(?:, )?)+) \|", row)
+        if not m:
+            continue
+        row_ids = re.findall(r"`([a-z]+\.[a-z_]+)`", m.group(1))
+        links = re.findall(r"\[`(\w+)`\]\(([\w./-]+\.py)\)", row.rstrip(" |").rsplit(" | ", 1)[-1])
+        assert len(links) == len(row_ids), row[:120]
+        linked.update(zip(row_ids, links, strict=True))
+    assert sorted(linked) == sorted(ids)
+    for cid, (function, path) in linked.items():
+        assert f"\ndef {function}(" in (REPO / path).read_text(), (cid, function, path)
+
+
+# Paths a file may name that are not in the project, each for its reason.
+NOT_OURS = (
+    "awx/api/", "awx/main/",          # AWX's own source, cited where tests/awxfake.py mimics it
+    "bench/out/",                     # written by make bench
+    "inventories/mine/",              # the README's example of the user's own inventory
+)
+
+
+def test_no_file_names_a_file_the_project_does_not_have() -> None:
+    """Comments, docstrings and the README name only files that exist (code that moved is followed)."""
+    dirs = ("roles|library|playbooks|collections|tests|inventories|lab|bench|molecule|tools|awx|topo|docs"
+            "|plugins")
+    pattern = re.compile(rf"(?<![\w./-])((?:{dirs})/[\w./-]*\w\.(?:py|yml|yaml|j2|md|sh|sql|json|txt|cfg))")
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    missing = []
+    for rel in files.split():
+        path = REPO / rel
+        kinds = (".py", ".yml", ".yaml", ".md", ".sh", ".j2", ".cfg", ".txt")
+        if path.suffix not in kinds or not path.is_file():
+            continue
+        for ref in pattern.findall(path.read_text(errors="ignore")):
+            if not ref.startswith(NOT_OURS) and not (REPO / ref).exists():
+                missing.append(f"{rel}: {ref}")
+    assert missing == []
