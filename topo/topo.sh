@@ -303,6 +303,13 @@ secret() { # name -> password, generated once under .topo/secrets (mounted into 
     cat "$f"
 }
 
+# The gate0 receipt's HMAC key (inventories/topo): the controller's own, never mounted into a container.
+receipt_key() {
+    local f="$STATE/controller/gate0_receipt.pw"
+    mkdir -p "$STATE/controller" && chmod 0700 "$STATE/controller"
+    [ -s "$f" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$f")
+}
+
 container_running() { [ "$(dk inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 
 container_ip() { dk inspect -f '{{(index .NetworkSettings.Networks "gate0").IPAddress}}' "$1"; }
@@ -441,6 +448,7 @@ up() {
     ensure_image
     start_postgres
     start_directus
+    receipt_key
     write_env
     log "up in $(( $(now_ms) - t0 )) ms: ssh root@$HOST_IP (namespace $NS), postgres at $(container_ip postgres):5432"
 }
