@@ -15,6 +15,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -961,8 +962,13 @@ def in_one_transaction(
     return None
 
 
-def run(params: dict[str, Any], result: dict[str, Any]) -> None:
-    """The whole fingerprint; fills `result` as it goes and raises Stage on failure."""
+def run(params: dict[str, Any], result: dict[str, Any],
+        before_probe: Callable[[], Any] | None = None) -> None:
+    """The whole fingerprint; fills `result` as it goes and raises Stage on failure.
+
+    `before_probe` is called before the clone probe connects to the clone (gate0_observe waits there
+    for its clone part to end: the clone must not see the probe while it counts its sessions).
+    """
     start = time.monotonic()
     timer = Timer()
     timings: dict[str, Any] = {}
@@ -978,6 +984,8 @@ def run(params: dict[str, Any], result: dict[str, Any]) -> None:
         pending = in_one_transaction(params, targets, result, timings, timer, start)
         if params.get("clone_database") and "clone_unreachable" in result:
             # After our transaction ended, whatever happened in it: the clone must refuse us.
+            if before_probe is not None:
+                before_probe()
             probe_start = time.monotonic()
             result["clone_unreachable"]["attempt"] = clone_attempt(params)
             timings["clone_probe_ms"] = pg.elapsed_ms(probe_start)
@@ -1018,13 +1026,14 @@ def argument_spec() -> dict[str, Any]:
     return spec
 
 
-def observe(params: dict[str, Any]) -> dict[str, Any]:
-    """The whole fingerprint as a module result: on failure `failed`, one-line `msg`, `failed_stage`."""
+def observe(params: dict[str, Any], before_probe: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """The whole fingerprint as a module result: on failure `failed`, one-line `msg`, `failed_stage`.
+    `before_probe`: see run()."""
     result: dict[str, Any] = {"changed": False}
     if not HAS_PSYCOPG2:
         return {**result, "failed": True, "msg": pg.PSYCOPG2_HINT, "failed_stage": "options"}
     try:
-        run(params, result)
+        run(params, result, before_probe)
     except Stage as exc:
         result.update(failed=True, msg=f"pg_fingerprint: {exc}", failed_stage=exc.stage)
     except GateError as exc:

@@ -21,6 +21,7 @@ from conftest import CLONE_DB, PROD_DB, REPO, Lab
 RO = "context_pack_readonly"
 TABLE = "gate0_hash_workers"
 ROWS = 120_000
+ONLY_TABLE = {"extra": {"relation": TABLE, "hash": True}}
 
 _spec = importlib.util.spec_from_file_location("pg_fingerprint_hw", REPO / "library" / "pg_fingerprint.py")
 pg_fingerprint = importlib.util.module_from_spec(_spec)
@@ -120,7 +121,7 @@ def test_a_refused_worker_is_one_line_naming_the_target(big_table: Lab,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The role may hold one connection: the worker's is refused, the fingerprint fails in one line."""
     big_table.execute(PROD_DB, f"ALTER ROLE {RO} CONNECTION LIMIT 1")
-    result = run_module(module_args(big_table, hash_workers=2), capsys)
+    result = run_module(module_args(big_table, hash_workers=2, targets=ONLY_TABLE), capsys)
     assert result["failed"] and result["failed_stage"] == "targets", result
     msg = result["msg"]
     assert "\n" not in msg and "Traceback" not in msg
@@ -153,7 +154,7 @@ def test_a_terminated_worker_is_one_line_naming_the_target(big_table: Lab,
     watcher.start()
     try:
         # Many small ranges (the worker lives long enough to be found), on two connections.
-        result = run_module(module_args(big_table, hash_workers=2), capsys)
+        result = run_module(module_args(big_table, hash_workers=2, targets=ONLY_TABLE), capsys)
     finally:
         stop.set()
         watcher.join(timeout=35)
