@@ -16,7 +16,7 @@ description:
     are M(disk_headroom)'s, validated the same way, passwords C(no_log)), and returns the same result
     that module would have returned, with C(failed) and a one-line C(msg) when it failed.
   - Production is fingerprinted while the clone and then the disk are observed (two threads), each part
-    over its own channel and connections. That is sound because no part counts the other's sessions:
+    over its own channel and connections. That is sound because no part counts the other's sessions;
     the fingerprint's connections (its transaction and its hash workers) are to the production database,
     which the clone's foreign-session check (backends and C(pg_stat_database.sessions) of the clone
     database) does not count, and the fingerprint lists only production's sessions. The one connection
