@@ -641,7 +641,6 @@ def hash_targets(cur: Any, timer: Timer, jobs: list[HashJob], crew: HashCrew | N
     finally:
         if crew is not None:
             crew.finish(cur)
-            result.setdefault("session", {})["hash_workers"] = crew.reports
         result.setdefault("timings", {}).update(hash_ms=pg.elapsed_ms(start), hash_connections=connections,
                                                 hash_rows=sum(job.work_rows for job in jobs))
     result["timings"]["hash_leader_ranges"] = ranges
@@ -903,8 +902,9 @@ def in_transaction(
                 cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
             raise
         finally:
-            if crew is not None:  # stopped before hashing: its workers end, hashing nothing
+            if crew is not None:  # (stopped before hashing: its workers end, hashing nothing)
                 crew.finish(cur)
+                result["session"]["hash_workers"] = crew.reports
         timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"
         result["counters"], result["stats_reset"] = read_counters(cur, result["_table_oids"])
