@@ -8,7 +8,6 @@ worker, with every connection closed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -16,16 +15,14 @@ from collections.abc import Iterator
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from conftest import CLONE_DB, PROD_DB, REPO, Lab
+from conftest import CLONE_DB, PROD_DB, REPO, Lab, load_plugin
 
 RO = "context_pack_readonly"
 TABLE = "gate0_hash_workers"
 ROWS = 120_000
 ONLY_TABLE = {"extra": {"relation": TABLE, "hash": True}}
 
-_spec = importlib.util.spec_from_file_location("pg_fingerprint_hw", REPO / "library" / "pg_fingerprint.py")
-pg_fingerprint = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pg_fingerprint)
+pg_fingerprint = load_plugin("library/pg_fingerprint.py")
 # The module's own code, whichever way the module imported it.
 fingerprint = pg_fingerprint.fingerprint
 
