@@ -61,6 +61,15 @@ options:
     description: Rows returned per statement at most (the statement itself is not limited).
     type: int
     default: 1000
+  quiet_since:
+    description:
+      - The clone's session counter as gate0 last read it (C(pg_stat_database.sessions), C(stats_reset),
+        C(own_after), C(database), C(database_oid), C(at), C(by)): right after connecting, before any
+        statement, the module reads the counter again and refuses unless exactly one more session was
+        established since (its own, plus C(own_after) sessions gate0 opened after that reading) and the
+        statistics were not reset. Proves that no app connected to the clone in between, even one that
+        came and went. Omitted, the counter is only read and returned.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -98,6 +107,13 @@ identity:
   description: Who answered (module_utils gate0_pg server_identity).
   type: dict
   returned: success
+sessions:
+  description:
+    - The clone's C(pg_stat_database.sessions) and C(stats_reset) read right after connecting, this
+      module's own session included (the next gate0 connection compares with it).
+  type: dict
+  returned: success
+  sample: {sessions: 42, stats_reset: null}
   sample: {database: directus_gov_test_20260602, database_oid: 16420, address: 127.0.0.1, port: 5432}
   contains:
     database:
@@ -191,9 +207,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils import gate0_pg
+    from ansible.module_utils import gate0_interval, gate0_pg
 except ImportError:  # pragma: no cover - under pytest, from the repository
-    from module_utils import gate0_pg  # type: ignore[no-redef]
+    from module_utils import gate0_interval, gate0_pg  # type: ignore[no-redef]
 
 GateError = gate0_pg.GateError
 
@@ -283,6 +299,22 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
     return results
 
 
+def read_sessions(conn: Any, quiet_since: dict[str, Any] | None) -> dict[str, Any]:
+    """The clone's session counter with this session in it; refused (GateError) unless it proves that
+    nobody but gate0 connected since `quiet_since` (the one rule: gate0_interval.interval_problem)."""
+    try:
+        gate0_interval.settle_own_session(conn)
+        with conn.cursor() as cur:
+            sessions = gate0_interval.sessions_established(cur)
+    except Exception as exc:
+        raise GateError(f"reading the clone's session counter: {gate0_pg.one_line(exc)}") from None
+    if quiet_since is not None:
+        problem = gate0_interval.interval_problem(quiet_since, sessions)
+        if problem:
+            raise GateError(f"proving the clone stayed quiet: {problem}")
+    return sessions
+
+
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Connect, guard, verify gate0, run, end the transaction. Raises GateError."""
     gate0_pg.check_timeouts(p)
@@ -296,6 +328,7 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     start = time.monotonic()
     conn = gate0_pg.connect(p)
     try:
+        sessions = read_sessions(conn, p.get("quiet_since"))
         gate0_pg.begin(conn, p, read_only=False, isolation="READ COMMITTED")
         with conn.cursor() as cur:
             gate0_pg.clone_guard(cur, p["login_db"], p["clone_name_prefix"])
@@ -303,6 +336,11 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 identity = gate0_pg.server_identity(cur)
             except Exception as exc:
                 raise GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
+            anchor = p.get("quiet_since")
+            if anchor is not None and not gate0_interval.same_clone(anchor, identity):
+                raise GateError(f"proving the clone stayed quiet: its session counter was read on "
+                                f"{anchor.get('database')!r} (oid {anchor.get('database_oid')}), this is "
+                                f"{identity['database']!r} (oid {identity['database_oid']})")
             if p.get("gate0"):
                 problems = identity_problems(p["gate0"], p["login_db"], identity)
                 if problems:
@@ -322,6 +360,7 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     return {
         "database": identity["database"],
         "identity": identity,
+        "sessions": sessions,
         "mode": "commit" if commit else "rollback",
         "committed": commit,
         "wrote": wrote,
@@ -342,6 +381,7 @@ def argument_spec() -> dict[str, Any]:
         gate0={"type": "dict"},
         max_age={"type": "int", "default": 3600},
         max_rows={"type": "int", "default": 1000},
+        quiet_since={"type": "dict"},
     )
     return spec
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 try:
-    from ansible.module_utils import gate0_container, gate0_pg, gate0_reach
+    from ansible.module_utils import gate0_container, gate0_interval, gate0_pg, gate0_reach
 except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_container, gate0_pg, gate0_reach  # type: ignore[no-redef]
+    from module_utils import gate0_container, gate0_interval, gate0_pg, gate0_reach  # type: ignore[no-redef]
 
 try:
     import psycopg2
@@ -423,7 +423,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
 
     facts: dict[str, Any] = {"errors": errors, "left_out": skipped}
     start = time.monotonic()
-    settle_own_session(conn)
+    gate0_interval.settle_own_session(conn)
     gate0_pg.begin(conn, p, read_only=True)
     cur = conn.cursor()
     try:
@@ -433,7 +433,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
     same_db = facts["identity"]["database"] == p["login_db"]
     # The session counter first: a session established after it is counted by the final re-check.
     facts["sessions"] = section(cur, "sessions", "reading sessions", errors,
-                                lambda: {"established": sessions_established(cur),
+                                lambda: {"established": gate0_interval.sessions_established(cur),
                                          **observe_sessions(cur, profile)})
     pause_point()
     app: dict[str, Any] = {"role": p["app_role"], "role_exists": None, "connect_on_clone": None}
@@ -503,33 +503,6 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
 
 # --- the final re-check: the clone is still quiet after every read and the probe ----------------------
 
-def settle_own_session(conn: Any) -> None:
-    """Make sure our own session is already in pg_stat_database.sessions before the first read.
-
-    A backend counts its session when it first goes idle, before the client hears ReadyForQuery, but
-    without waiting for a lock on the statistics; pg_stat_force_next_flush() (PostgreSQL 15+) makes
-    the flush at the end of this statement wait for it. On 14 (the statistics collector) the counter
-    is read from a file at most 500 ms old: wait that long once, so ours is in it.
-    """
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        if conn.server_version >= 150000:
-            cur.execute("SELECT pg_stat_force_next_flush()")
-        else:
-            time.sleep(0.6)
-
-
-def sessions_established(cur: Any) -> dict[str, Any]:
-    """pg_stat_database.sessions of this database now (sessions ever established, ours included)."""
-    cur.execute("SELECT pg_stat_clear_snapshot()")
-    cur.execute("SELECT sessions, "
-                "to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-                "FROM pg_stat_database WHERE datname = current_database()")
-    row = cur.fetchone()
-    return {"sessions": None if row is None or row[0] is None else int(row[0]),
-            "stats_reset": None if row is None else row[1]}
-
-
 def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, Any]:
     """After every read and the probe, in a new read-only transaction (a new snapshot): the sessions,
     the registry and the leases again, then the session counter last (clone_checks.py compares it
@@ -557,7 +530,7 @@ def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, A
     if "sessions" in wanted and final.get("sessions") is not None:
         final["sessions"]["established"] = run_section(
             cur, "sessions", "re-reading the session counter at the end", errors,
-            lambda: sessions_established(cur))
+            lambda: gate0_interval.sessions_established(cur))
     cur.close()
     gate0_pg.rollback(conn)
     return final
