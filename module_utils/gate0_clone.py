@@ -495,6 +495,9 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
         probe = run_probe(conn, p, outbox, probe_type, seq_cols)
         timings["probe_ms"] = gate0_pg.elapsed_ms(start)
     facts["outbox"] = {"relation": outbox.get("relation"), "trigger": trig, "probe": probe}
+    window = min(max(float(p.get("quiet_window") or 0), 0.0), MAX_QUIET_WINDOW_S)
+    if window:
+        time.sleep(window)  # the connection is held: gate0's own session, counted once
     start = time.monotonic()
     facts["final"] = observe_final(p, conn, wanted)
     timings["final_ms"] = gate0_pg.elapsed_ms(start)
@@ -576,6 +579,9 @@ def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
     return {"counts": counts, "cursor": cursor_rows}
 
 
+MAX_QUIET_WINDOW_S = 600.0  # the role's argument spec allows 0-600; a module caller is capped here
+
+
 def argument_spec() -> dict[str, Any]:
     """clone_isolation's options (its DOCUMENTATION describes them)."""
     spec = gate0_pg.pg_argument_spec()
@@ -584,6 +590,7 @@ def argument_spec() -> dict[str, Any]:
         clone_name_prefix={"type": "str", "required": True},
         profile={"type": "dict", "required": True},
         outbox_probe={"type": "bool", "default": True},
+        quiet_window={"type": "float", "default": 0},
         app_role={"type": "str", "default": ""},
         app_binding_source={"type": "str", "choices": ["env_file", "docker", "none"], "default": "none"},
         app_binding_path={"type": "path"},
