@@ -26,10 +26,10 @@ import psycopg2
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "collections"))
 
-from module_utils import gate0_fingerprint as fp  # noqa: E402 - pg_fingerprint's code
-from module_utils.gate0_pg import begin, pg_argument_spec  # noqa: E402
+from ansible_collections.gate0.core.plugins.module_utils import gate0_fingerprint as fp  # noqa: E402 - pg_fingerprint's code
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import begin, pg_argument_spec  # noqa: E402
 
 SCRATCH_DB = "gate0_bench_scratch"
 BIG_ROWS = 2_000_000

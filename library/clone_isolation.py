@@ -359,11 +359,7 @@ duration_ms:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ansible.module_utils import gate0_clone as clone
-except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_clone as clone  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone as clone
 
 
 def main() -> None:

@@ -205,11 +205,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ansible.module_utils import gate0_interval, gate0_pg
-except ImportError:  # pragma: no cover - under pytest, from the repository
-    from module_utils import gate0_interval, gate0_pg  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_interval, gate0_pg
 
 GateError = gate0_pg.GateError
 

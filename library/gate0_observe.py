@@ -11,8 +11,8 @@ description:
   - The gate0 role's entry gate observes production, the clone and the disk with this one module call
     instead of three, which saves Ansible's fixed cost of two module runs (building, sending and
     starting a module, about 0.7 s each on the lab machine; see the README's Performance).
-  - Each part is the same code as its own module (the shared code lives in C(module_utils/)), takes the
-    same options (O(fingerprint) are M(pg_fingerprint)'s, O(clone) are M(clone_isolation)'s, O(disk)
+  - Each part is the same code as its own module (the shared code lives in the collection C(gate0.core)),
+    takes the same options (O(fingerprint) are M(pg_fingerprint)'s, O(clone) are M(clone_isolation)'s, O(disk)
     are M(disk_headroom)'s, validated the same way, passwords C(no_log)), and returns the same result
     that module would have returned, with C(failed) and a one-line C(msg) when it failed.
   - The parts run one after the other, never at the same time, in the order production, clone, disk;
@@ -107,11 +107,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ansible.module_utils import gate0_clone, gate0_disk, gate0_fingerprint
-except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_clone, gate0_disk, gate0_fingerprint  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gate0_disk, gate0_fingerprint
 
 # In this order, one after the other: production first (the seed's order), then the clone, then disk.
 PARTS = (("fingerprint", gate0_fingerprint), ("clone", gate0_clone), ("disk", gate0_disk))

@@ -155,7 +155,7 @@ session:
                     returned: when proven, sample: true}
     rolled_back: {description: ROLLBACK was sent, type: bool, returned: when proven, sample: true}
 read_only_proof:
-  description: Every way the login role could write, each a finding; see module_utils/gate0_readonly.py.
+  description: Every way the login role could write, each a finding; see gate0.core's gate0_readonly.py.
   type: dict
   returned: after the transaction started
   sample: {ok: true, role: context_pack_readonly, roles_checked: [context_pack_readonly, pg_read_all_stats],
@@ -173,7 +173,7 @@ read_only_proof:
 idle_in_transaction:
   description:
     - Idle-in-transaction sessions on the database other than ours, by one rule
-      (module_utils/gate0_fingerprint.py IDLE_IN_TRANSACTION_TOLERATED).
+      (gate0.core's gate0_fingerprint.py IDLE_IN_TRANSACTION_TOLERATED).
     - Tolerated are only sessions that logged in as the login role itself, have no transaction id, and
       only when RV(read_only_proof) found no way for that role to write; every other one is in
       RV(idle_in_transaction.sessions).
@@ -308,13 +308,8 @@ changed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ansible.module_utils import gate0_fingerprint as fingerprint
-    from ansible.module_utils import gate0_pg as pg
-except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
-    from module_utils import gate0_fingerprint as fingerprint  # type: ignore[no-redef]
-    from module_utils import gate0_pg as pg  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_fingerprint as fingerprint
+from ansible_collections.gate0.core.plugins.module_utils import gate0_pg as pg
 
 
 def main() -> None:

@@ -19,7 +19,10 @@ LAB_SH = REPO / "lab" / "lab.sh"
 PROD_DB = "directus"
 CLONE_DB = "directus_gov_test_20260602"
 
-# Modules and module_utils importable by unit tests, as Ansible finds them.
+# The shared code, importable by unit tests as Ansible finds it: the in-project collection gate0.core
+# (ansible.cfg collections_path), `from ansible_collections.gate0.core.plugins.module_utils import ...`.
+sys.path.insert(0, str(REPO / "collections"))
+# library/'s modules, importable as `library.<name>`.
 sys.path.insert(0, str(REPO))
 
 

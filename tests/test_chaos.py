@@ -25,7 +25,7 @@ import pytest
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 from gaterun import cached_fact, run_gate
 
-# --- the clone part's pause point (module_utils/gate0_clone.py, GATE0_TEST_PAUSE_FILE) ----------------
+# --- the clone part's pause point (gate0.core's gate0_clone.py, GATE0_TEST_PAUSE_FILE) ----------------
 
 PAUSE_WAIT_S = 90.0
 
@@ -198,7 +198,7 @@ def test_exit_catches_a_write_whose_statistics_are_not_flushed(fresh_lab: Lab, t
 def test_what_rewrites_row_versions_without_a_write(fresh_lab: Lab) -> None:
     """What README Safety says: plain VACUUM (HOT pruning included) and freezing keep every live row's
     ctid and xmin, so the row hash; VACUUM FULL and CLUSTER move rows (new ctid) and change it."""
-    from module_utils.gate0_fingerprint import ROW_HASH_SQL
+    from ansible_collections.gate0.core.plugins.module_utils.gate0_fingerprint import ROW_HASH_SQL
 
     def row_hashes() -> int:
         return int(fresh_lab.scalar(PROD_DB, f"SELECT sum({ROW_HASH_SQL}::numeric) FROM gate0_versions AS t"))
@@ -443,7 +443,9 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("message", "refusal"), REFUSALS)
 def test_authorization_refusal_is_told_from_other_failures(message: str, refusal: bool) -> None:
-    from module_utils.gate0_reach import refusal as authorization_refusal
+    from ansible_collections.gate0.core.plugins.module_utils.gate0_reach import (
+        refusal as authorization_refusal,
+    )
 
     assert (authorization_refusal(message) is not None) is refusal
 
@@ -492,7 +494,7 @@ def test_a_stalled_gate_holds_no_snapshot(lab: Lab) -> None:
     """Issue 16.7: the gate's transaction (production channel, gate0_pg.begin) idle longer than its
     idle_in_transaction_session_timeout (statement timeout + 1 s) is ended by the server: a stalled
     module cannot keep its snapshot on production."""
-    from module_utils import gate0_pg
+    from ansible_collections.gate0.core.plugins.module_utils import gate0_pg
 
     params = {"login_host": "127.0.0.1", "login_port": lab.port, "login_user": "context_pack_readonly",
               "login_password": lab.password("context_pack_readonly"), "login_db": PROD_DB,

@@ -11,8 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0
 
 import clone_checks as cc
 import disk_checks as dc
-
-from module_utils.gate0_pg import clone_name_refusal
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import clone_name_refusal
 
 CLONE = "directus_gov_test_20260602"
 PREFIX = "directus_gov_test_"
@@ -181,7 +180,7 @@ def test_disk_unreadable_size_and_missing_path_fail() -> None:
 
 
 def test_env_file_parsing() -> None:
-    from module_utils.gate0_clone import parse_env
+    from ansible_collections.gate0.core.plugins.module_utils.gate0_clone import parse_env
 
     text = "# comment\nDB_HOST=x\nexport DB_DATABASE='directus'\nDB_DATABASE_X=no\n"
     assert parse_env(text, "DB_DATABASE") == "directus"

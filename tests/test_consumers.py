@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import server_identity
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 
 from library import clone_sql
-from module_utils.gate0_pg import server_identity
 
 # gate0 signs its record's receipt (action_plugins/gate0_receipt.py); the lab's secret is in .lab/secrets/.
 _spec = importlib.util.spec_from_file_location("gate0_receipt",

@@ -1,4 +1,4 @@
-"""module_utils/gate0_container.py: docker inspect's answers turned into an address, or one-line errors.
+"""gate0.core's gate0_container.py: docker inspect's answers turned into an address, or one-line errors.
 
 Pure functions with a scripted runner; the real `docker inspect` over SSH is exercised in test_topo.py.
 """
@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from module_utils.gate0_container import (
+from ansible_collections.gate0.core.plugins.module_utils.gate0_container import (
     container_address,
     container_env,
     inspect_container,
     resolve_address,
     run_subprocess,
 )
-from module_utils.gate0_pg import GateError, login_host
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import GateError, login_host
 
 
 def runner(rc: int, out: str = "", err: str = ""):
@@ -123,7 +122,7 @@ def test_login_host_prefers_socket_then_container_then_host() -> None:
 
 def test_clone_probe_never_counts_an_unfound_container_as_refused() -> None:
     """pg_fingerprint's refused-clone attempt: a container it cannot locate fails, naming it."""
-    from module_utils.gate0_fingerprint import clone_attempt
+    from ansible_collections.gate0.core.plugins.module_utils.gate0_fingerprint import clone_attempt
 
     params = {"login_host": "", "login_unix_socket": "", "login_port": 5432, "login_user": "ro",
               "login_db": "directus", "clone_database": "directus_gov_test_1", "login_container": "",

@@ -1,5 +1,5 @@
 """clone.dispatch_disabled and the profile's optional sections: the judges (pure functions) and the
-observation on the real lab (clone_isolation's code, module_utils/gate0_clone.py), whose Directus
+observation on the real lab (clone_isolation's code, gate0.core's gate0_clone.py), whose Directus
 tables follow Directus 11's real schema (lab/sql/schema.sql)."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "gate0" / "filter_plugins"))
 
 import clone_checks as cc
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
-
-from module_utils import gate0_clone
 
 DEFAULTS = yaml.safe_load((REPO / "roles" / "gate0" / "defaults" / "main.yml").read_text())
 DIRECTUS_OUTBOUND = DEFAULTS["gate0_clone_directus_outbound"]

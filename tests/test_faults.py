@@ -247,7 +247,7 @@ def test_fault_suite_leaves_no_session_behind(lab: Lab) -> None:
 
 
 def test_one_line_unwraps_nested_server_severity() -> None:
-    from module_utils.gate0_pg import one_line
+    from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import one_line
 
     exc = Exception('connection to server at "127.0.0.1", port 1 failed: FATAL:  password authentication '
                     'failed for user "x"\n')

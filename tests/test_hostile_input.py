@@ -1,6 +1,6 @@
 """Hostile identifiers: quoted or refused, never executed (Hypothesis, and the real lab server).
 
-Properties of module_utils/gate0_pg.py's split_relation/ident:
+Properties of gate0.core's gate0_pg.py's split_relation/ident:
   - split_relation either refuses with a one-line GateError or returns 1-2 non-empty parts that are
     exactly the input split at its dot;
   - ident refuses exactly what quoting cannot carry faithfully (empty, NUL, > 63 bytes) and otherwise
@@ -19,14 +19,18 @@ import psycopg2
 import psycopg2.errors
 import pytest
 import yaml
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import (
+    MAX_IDENTIFIER_BYTES,
+    GateError,
+    ident,
+    split_relation,
+)
 from conftest import CLONE_DB, PROD_DB, REPO, Lab
 from faultlib import closed_port
 from gaterun import require_gate, run_gate, run_module
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg2 import sql
-
-from module_utils.gate0_pg import MAX_IDENTIFIER_BYTES, GateError, ident, split_relation
 
 CANARY = "gate0_canary"
 # Fragments an attacker (or a careless copy-paste) puts into a name.

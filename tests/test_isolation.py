@@ -6,7 +6,7 @@
 - prod.fingerprint: an incomplete fingerprint never passes, whatever the baseline says;
 - prod.role_cannot_write: a SECURITY DEFINER function's owner is judged by what it can really write.
 
-Each unsafe situation is made on the lab, observed by the real clone part (module_utils/gate0_clone.py,
+Each unsafe situation is made on the lab, observed by the real clone part (gate0.core's gate0_clone.py,
 as gate0_observe runs it) and judged by the real judge; each is undone afterwards (role changes
 survive `lab reset`, so every test restores what it changed). A few cases run the whole playbook.
 """
@@ -23,10 +23,9 @@ from typing import Any
 
 import psycopg2
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gate0_readonly
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, run_playbook
 from gaterun import run_gate
-
-from module_utils import gate0_clone, gate0_readonly
 
 sys.path.insert(0, str(REPO / "roles" / "gate0" / "filter_plugins"))
 import clone_checks as cc

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.gate0.core.plugins.module_utils import gate0_fingerprint
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
-
-from module_utils import gate0_fingerprint
 
 RO = "context_pack_readonly"
 PROD_IDS = [

@@ -1,7 +1,7 @@
 """The read-only proof on each PostgreSQL major: version-specific escapes caught where they exist.
 
 Run on every supported major by `make test-matrix` (each against a lab of that major). Every test
-checks the version tables of module_utils/gate0_readonly.py against the real server first (the data
+checks the version tables of gate0.core's gate0_readonly.py against the real server first (the data
 says a role, privilege or behaviour exists on this version exactly when the server has it), then
 creates the escape where it exists and sees the finding fail, and where it cannot exist sees the
 server refuse to create it and the finding pass (no false report).
@@ -17,10 +17,9 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils import gate0_readonly as ro
 from conftest import PROD_DB, REPO, Lab
 from test_prod import module_args, run_module
-
-from module_utils import gate0_readonly as ro
 
 ROLE = "context_pack_readonly"
 

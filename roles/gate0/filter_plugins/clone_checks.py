@@ -31,7 +31,7 @@ def skipped(cid: str, expected: Any, message: str) -> Record:
 def left_out(s: dict[str, Any], section: str) -> bool:
     """The profile leaves this optional section out (absent or null): its check is skipped.
 
-    The same rule decides what clone_isolation observes (module_utils/gate0_clone.py, left_out)."""
+    The same rule decides what clone_isolation observes (gate0.core's gate0_clone.py, left_out)."""
     return (s.get("profile") or {}).get(section) is None
 
 

@@ -283,7 +283,7 @@ def check_idle(result: dict[str, Any]) -> dict[str, Any]:
 def writes_seen(result: dict[str, Any]) -> list[str] | None:
     """Each write to a non-volatile target seen during the fingerprint, one entry per table and way
     (a write lock of another backend at the start or the end, the write counters moving from start to
-    end: module_utils/gate0_fingerprint.py's writers_seen); None when not observed at both ends."""
+    end: gate0.core's gate0_fingerprint.py's writers_seen); None when not observed at both ends."""
     writers = result.get("writers") or {}
     start, end = writers.get("start"), writers.get("end")
     seen = []

@@ -116,10 +116,7 @@ def login_host(params: dict[str, Any]) -> str | None:
     if params.get("login_unix_socket"):
         return params["login_unix_socket"]
     if params.get("login_container"):
-        try:
-            from ansible.module_utils.gate0_container import resolve_address
-        except ImportError:  # pragma: no cover - under pytest, from the repository
-            from module_utils.gate0_container import resolve_address
+        from ansible_collections.gate0.core.plugins.module_utils.gate0_container import resolve_address
         return resolve_address(params["login_container"], params.get("login_container_network") or "",
                                params.get("container_cli") or "docker")
     return params.get("login_host") or None

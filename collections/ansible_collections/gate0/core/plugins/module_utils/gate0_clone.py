@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-try:
-    from ansible.module_utils import gate0_container, gate0_interval, gate0_pg, gate0_reach
-except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_container, gate0_interval, gate0_pg, gate0_reach  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import (
+    gate0_container,
+    gate0_interval,
+    gate0_pg,
+    gate0_reach,
+)
 
 try:
     import psycopg2

@@ -23,10 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-try:
-    from ansible.module_utils import gate0_pg, gate0_readonly
-except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_pg, gate0_readonly  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_pg, gate0_readonly
 
 # Role attributes that reach beyond one database: attribute -> why.
 REACH_ATTRIBUTES: dict[str, str] = {

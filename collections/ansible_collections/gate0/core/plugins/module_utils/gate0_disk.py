@@ -10,10 +10,7 @@ import os
 import time
 from typing import Any
 
-try:
-    from ansible.module_utils import gate0_pg
-except ImportError:  # pragma: no cover - under pytest, without Ansible's module loader
-    from module_utils import gate0_pg  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_pg
 
 try:
     import psycopg2

@@ -14,12 +14,8 @@ import re
 import time
 from typing import Any
 
-try:
-    from ansible.module_utils import gate0_pg as pg
-    from ansible.module_utils import gate0_reach, gate0_readonly
-except ImportError:  # pragma: no cover - unit tests and the bench import from the repository
-    from module_utils import gate0_pg as pg  # type: ignore[no-redef]
-    from module_utils import gate0_reach, gate0_readonly  # type: ignore[no-redef]
+from ansible_collections.gate0.core.plugins.module_utils import gate0_pg as pg
+from ansible_collections.gate0.core.plugins.module_utils import gate0_reach, gate0_readonly
 
 GateError = pg.GateError
 HAS_PSYCOPG2 = pg.HAS_PSYCOPG2

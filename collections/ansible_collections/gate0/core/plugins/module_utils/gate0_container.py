@@ -13,10 +13,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-try:
-    from ansible.module_utils.gate0_pg import GateError
-except ImportError:  # pragma: no cover - under pytest, from the repository
-    from module_utils.gate0_pg import GateError
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import GateError
 
 # A command runner: argv -> (rc, stdout, stderr). Modules may pass AnsibleModule.run_command.
 Runner = Callable[[list[str]], tuple[int, str, str]]
