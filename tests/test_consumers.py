@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils import gate0_interval
 from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import server_identity
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
 
@@ -36,12 +37,27 @@ def clone_identity(lab: Lab, db: str = CLONE_DB) -> dict[str, Any]:
     return ident
 
 
+def clone_counter(lab: Lab, db: str = CLONE_DB) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The clone's identity and session counter as a gate would keep them (this session included)."""
+    conn = lab.connect(db, user="workflow_admin")
+    gate0_interval.settle_own_session(conn)
+    with conn.cursor() as cur:
+        ident = server_identity(cur)
+        reading = gate0_interval.sessions_established(cur)
+    conn.close()
+    return ident, reading
+
+
 def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
+    """A gate0 record as a passed gate signs it; its session counter is read last (nobody after it)."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ident, reading = clone_counter(lab)
     rec = {"passed": True, "run_id": "test", "checked_at": now, "host": "lab",
            "gates": ["prod", "clone", "disk"],
            "production": {"database": PROD_DB, "digest": "f" * 64, "counts": {}},
-           "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, "checks": []}
+           "clone": {"database": CLONE_DB, "identity": ident,
+                     "sessions": gate0_interval.anchor(ident, reading, 0, now, "gate0 run test")},
+           "checks": []}
     rec.update(over)
     return receipt.sign(rec, lab.password("gate0_receipt"))
 
