@@ -295,20 +295,25 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
     return results
 
 
-def read_sessions(conn: Any, quiet_since: dict[str, Any] | None) -> dict[str, Any]:
-    """The clone's session counter with this session in it; refused (GateError) unless it proves that
-    nobody but gate0 connected since `quiet_since` (the one rule: gate0_interval.interval_problem)."""
+def read_sessions(conn: Any) -> dict[str, Any]:
+    """The clone's session counter with this session in it (before any transaction)."""
     try:
         gate0_interval.settle_own_session(conn)
         with conn.cursor() as cur:
-            sessions = gate0_interval.sessions_established(cur)
+            return gate0_interval.sessions_established(cur)
     except Exception as exc:
         raise GateError(f"reading the clone's session counter: {gate0_pg.one_line(exc)}") from None
-    if quiet_since is not None:
-        problem = gate0_interval.interval_problem(quiet_since, sessions)
-        if problem:
-            raise GateError(f"proving the clone stayed quiet: {problem}")
-    return sessions
+
+
+def quiet_problem(quiet_since: dict[str, Any], identity: dict[str, Any],
+                  sessions: dict[str, Any]) -> str | None:
+    """Why the counter does not prove that nobody but gate0 connected since `quiet_since` (the one
+    rule: gate0_interval.interval_problem), on this very clone."""
+    if not gate0_interval.same_clone(quiet_since, identity):
+        return (f"its session counter was kept for {quiet_since.get('database')!r} (oid "
+                f"{quiet_since.get('database_oid')}), this is {identity['database']!r} (oid "
+                f"{identity['database_oid']})")
+    return gate0_interval.interval_problem(quiet_since, sessions)
 
 
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
@@ -324,7 +329,7 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     start = time.monotonic()
     conn = gate0_pg.connect(p)
     try:
-        sessions = read_sessions(conn, p.get("quiet_since"))
+        sessions = read_sessions(conn)
         gate0_pg.begin(conn, p, read_only=False, isolation="READ COMMITTED")
         with conn.cursor() as cur:
             gate0_pg.clone_guard(cur, p["login_db"], p["clone_name_prefix"])
@@ -332,15 +337,14 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 identity = gate0_pg.server_identity(cur)
             except Exception as exc:
                 raise GateError(f"reading the server identity: {gate0_pg.one_line(exc)}") from None
-            anchor = p.get("quiet_since")
-            if anchor is not None and not gate0_interval.same_clone(anchor, identity):
-                raise GateError(f"proving the clone stayed quiet: its session counter was read on "
-                                f"{anchor.get('database')!r} (oid {anchor.get('database_oid')}), this is "
-                                f"{identity['database']!r} (oid {identity['database_oid']})")
             if p.get("gate0"):
                 problems = identity_problems(p["gate0"], p["login_db"], identity)
                 if problems:
                     raise GateError("verifying gate0 against the clone: " + "; ".join(problems))
+            kept = p.get("quiet_since")
+            quiet = None if kept is None else quiet_problem(kept, identity, sessions)
+            if quiet:
+                raise GateError(f"proving the clone stayed quiet: {quiet}")
             skip = check_mode and p["mode"] == "commit"
             results = [] if skip else run_statements(cur, p["statements"] or [], p["max_rows"])
             wrote = gate0_pg.xid_assigned(cur) is not None

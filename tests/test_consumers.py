@@ -48,16 +48,20 @@ def clone_counter(lab: Lab, db: str = CLONE_DB) -> tuple[dict[str, Any], dict[st
     return ident, reading
 
 
-def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
-    """A gate0 record as a passed gate signs it; its session counter is read last (nobody after it)."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def counted_clone(lab: Lab, now: str) -> dict[str, Any]:
+    """A gate0 record's clone section, its session counter read last (nobody connects after it)."""
     ident, reading = clone_counter(lab)
+    return {"database": CLONE_DB, "identity": ident,
+            "sessions": gate0_interval.anchor(ident, reading, 0, now, "gate0 run test")}
+
+
+def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
+    """A gate0 record as a passed gate signs it."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rec = {"passed": True, "run_id": "test", "checked_at": now, "host": "lab",
            "gates": ["prod", "clone", "disk"],
            "production": {"database": PROD_DB, "digest": "f" * 64, "counts": {}},
-           "clone": {"database": CLONE_DB, "identity": ident,
-                     "sessions": gate0_interval.anchor(ident, reading, 0, now, "gate0 run test")},
-           "checks": []}
+           "clone": counted_clone(lab, now), "checks": []}
     rec.update(over)
     return receipt.sign(rec, lab.password("gate0_receipt"))
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, run_playbook
-from test_consumers import clone_identity
+from test_consumers import clone_identity, counted_clone
 
 
 def _load(name: str, path: str) -> Any:
@@ -236,7 +236,7 @@ def test_clone_objectives_decision() -> None:
 def lab_signed(lab: Lab, **over: Any) -> dict[str, Any]:
     """A record signed with the lab's secret, as gate0 signs it, for the clone as it is now."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    fields = {"checked_at": now, "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, **over}
+    fields = {"checked_at": now, "clone": counted_clone(lab, now), **over}
     return gr.sign(fact(**fields), lab.password("gate0_receipt"))
 
 
@@ -343,8 +343,8 @@ def test_a_receipt_for_a_dropped_and_recreated_clone_is_refused(fresh_lab: Lab, 
 
 
 def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_path: Path) -> None:
-    hand_made = fact(clone={"database": CLONE_DB, "identity": clone_identity(fresh_lab)},
-                     checked_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hand_made = fact(clone=counted_clone(fresh_lab, now), checked_at=now)
     no_key = {"GATE0_RECEIPT_SECRET": ""}  # set but empty: no key, and the inventory's is not read
     ok = apply(tmp_path, hand_made, env_extra=no_key)
     assert ok.returncode == 0, ok.stdout[-3000:]

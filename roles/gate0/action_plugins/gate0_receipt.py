@@ -258,7 +258,7 @@ class ActionModule(ActionBase):
             fact = dict(args.get("gate0") or {})
             unsigned = sign({**fact, "passed": False}, "")
             unsigned["receipt"]["refused"] = why_not
-            return {**result, "changed": False, "gate0": unsigned, "signed": False,
+            return {**result, "changed": False, "gate0": unsigned, "signed": False, "sessions": None,
                     "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
                                  "the result is marked not passed"]}
         try:

@@ -544,7 +544,7 @@ def interval_note(result: dict[str, Any], s: dict[str, Any]) -> tuple[str | None
     kept = s.get("quiet_since")
     first = (result.get("sessions") or {}).get("established")
     if isinstance(kept, dict) and same_clone(kept, result.get("identity")):
-        problem = interval_problem(kept, first)
+        problem = interval_problem(kept, first, int(s.get("quiet_own") or 1))
         if problem:
             return problem, ""
         return None, (f"quiet since {kept.get('by')} at {kept.get('at')} (pg_stat_database.sessions "
@@ -611,10 +611,13 @@ def gate0_sessions_anchor(reading: dict[str, Any] | None, identity: dict[str, An
     return anchor(identity, reading, own_after, at, by)
 
 
-def gate0_sessions_latest(candidates: list[Any]) -> dict[str, Any] | None:
-    """The newest of the kept session counters (the gate0_sessions entry, the receipt's): by time,
-    then count; None when there is none. Each candidate was verified by gate0_receipt first."""
-    kept = [c for c in candidates or [] if isinstance(c, dict) and c.get("sessions") is not None]
+def gate0_sessions_latest(candidates: list[Any],
+                          identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The newest of the kept session counters (the gate0_sessions entry, the receipt's) read on this
+    very clone (`identity`: same name and oid, when given): by time, then count; None when there is
+    none. Each candidate was verified by gate0_receipt first."""
+    kept = [c for c in candidates or [] if isinstance(c, dict) and c.get("sessions") is not None
+            and (identity is None or same_clone(c, identity))]
     if not kept:
         return None
     return max(kept, key=lambda c: (str(c.get("at") or ""), int(c["sessions"])))
