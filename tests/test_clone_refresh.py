@@ -82,8 +82,8 @@ def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
                      "-e", f"gate0_report_dir={tmp_path}", timeout=400)
     assert r.returncode == 0, r.stdout[-4000:]
     assert "gate0 exit PASS: production unchanged" in r.stdout
-    # A mutation on the new clone, in a later run, before anybody else connects to it (the
-    # checks below do: sessions since the last gate0 step, which require would refuse): gate0 comes from the fact cache, for this clone.
+    # A mutation on the new clone, in a later run: gate0 comes from the fact cache, for this clone.
+    # Before anybody else connects to it (the checks below do; require would refuse them).
     apply = run_playbook("playbooks/clone_apply.yml", "-e", f"gate0_clone_database={new_clone}",
                          "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
     assert apply.returncode == 0, apply.stdout[-3000:]
