@@ -160,3 +160,22 @@ def test_a_counter_reset_cannot_prove(fresh_lab: Lab, tmp_path: Path) -> None:
     assert "clone.foreign_sessions: cannot prove the clone stayed quiet since gate0 run" in out, out[-3000:]
     assert "statistics were reset" in out
     assert not _table_exists(fresh_lab, f"{TABLE}_e")
+
+
+def test_the_recheck_is_bounded_by_gate0_observe_timeout(fresh_lab: Lab, tmp_path: Path) -> None:
+    """require's re-check is one module call bounded like the gate's: a re-check held past
+    gate0_observe_timeout (here by a quiet window longer than it) FAILs each clone check in one line."""
+    gate = run_gate(tmp_path)
+    assert gate.rc == 0, gate.output[-3000:]
+    start = time.monotonic()
+    r = run_playbook("playbooks/clone_apply.yml", "-e", json.dumps(
+        {**FAST_TIMEOUTS, "gate0_clone_quiet_window": 20, "gate0_observe_timeout": 2,
+         "gate0_apply_statements": [f"CREATE TABLE {TABLE}_f (id int)"], "gate0_apply_mode": "commit"}),
+        env_extra={"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / ".facts")})
+    wall = time.monotonic() - start
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out[-3000:]
+    assert "the clone changed since the gate fails: clone.foreign_sessions: " in out, out[-3000:]
+    assert "gate0_observe stopped after 2 s (gate0_observe_timeout)" in out, out[-3000:]
+    assert "Traceback" not in out and wall < 60, wall
+    assert not _table_exists(fresh_lab, f"{TABLE}_f")

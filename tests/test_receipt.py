@@ -356,8 +356,10 @@ def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_pa
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
                                 "WHERE event_type = (SELECT min(event_type) FROM event_type_registry)")
     bad = apply(tmp_path, hand_made, env_extra=no_key)
+    # Fails, naming the active event type; and the test's own session that made it so (the interval).
     refused(bad, "gate0 required: the whole clone gate (re-run: no receipt secret) fails: "
-                 "clone.dispatch_disabled")
+                 "clone.foreign_sessions: 1 session(s) established on the clone since clone_apply at")
+    assert "; clone.dispatch_disabled: 1 active in event_type_registry" in flat(bad.stdout)
 
 
 def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, tmp_path: Path) -> None:
@@ -450,8 +452,14 @@ def test_a_receipt_signed_with_a_launch_time_key_is_refused(
 
 def test_the_forged_receipt_is_refused_only_for_its_key(lab: Lab, forged: dict[str, Any], tmp_path: Path,
                                                         ) -> None:
-    """Control: with the attacker's key where a key may come from, the same record would pass."""
-    assert apply(tmp_path, forged, env_extra={"GATE0_RECEIPT_SECRET": ATTACKER_KEY}).returncode == 0
+    """Control: with the attacker's key where a key may come from, the same record would pass (its
+    clone session counter read again: the tests before this one connected to the clone to count rows,
+    which require would refuse as sessions since the gate)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unsigned = {k: v for k, v in forged.items() if k != "receipt"}
+    counter = counted_clone(lab, now)["sessions"]
+    control = gr.sign({**unsigned, "clone": {**forged["clone"], "sessions": counter}}, ATTACKER_KEY)
+    assert apply(tmp_path, control, env_extra={"GATE0_RECEIPT_SECRET": ATTACKER_KEY}).returncode == 0
     refused(apply(tmp_path, forged),
             "gate0 receipt refused: forged or edited: the receipt's tag does not match")
 

@@ -291,10 +291,10 @@ class ActionModule(ActionBase):
                     "sessions": mark(anchor, secret, host) if isinstance(anchor, Mapping) else None}
         record = args.get("gate0")
         kept = args.get("sessions")
-        kept_problem = None if kept is None else sessions_problem(kept, secret, host,
-                                                                  str(args.get("clone_database") or ""))
-        sessions = {"sessions": None if kept is None or kept_problem else kept,
-                    "sessions_refused": kept_problem}
+        kept = [k for k in (kept if isinstance(kept, list) else [kept]) if k is not None]
+        problems = [sessions_problem(k, secret, host, str(args.get("clone_database") or "")) for k in kept]
+        sessions = {"sessions": [k for k, p in zip(kept, problems, strict=True) if p is None],
+                    "sessions_refused": [p for p in problems if p is not None]}
         if not secret:
             return {**result, **sessions, "changed": False, "gate0": record, "verified": False,
                     "fallback": True,

@@ -16,9 +16,10 @@ description:
     match, compared in constant time), edited (a field of the record differs from its signed receipt),
     replayed to another host, replayed to another clone (by name; the database oid and server are
     compared on the server by C(clone_sql)). Without a secret it returns RV(fallback)=true.
-    With O(sessions), it also checks that entry of the C(gate0_sessions) fact (the clone's session
-    counter as gate0 last read it) was signed for this host and this clone, and returns it as
-    RV(sessions) (null with RV(sessions_refused) saying why not).
+    With O(sessions), it also checks that each given entry of the C(gate0_sessions) fact (the clone's
+    session counter as gate0 last read it: the cached fact, a workflow's artifacts) was signed for this
+    host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
+    the others do not).
   - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
@@ -45,8 +46,10 @@ options:
     description: The gate0 fact to sign, or the gate0 record to verify (not with O(mode=mark)).
     type: raw
   sessions:
-    description: A session counter reading to sign (O(mode=mark)) or the kept one to verify (O(mode=verify)).
-    type: dict
+    description:
+      - A session counter reading to sign (O(mode=mark)), or the kept ones to verify (O(mode=verify):
+        one entry or a list; null entries are left out).
+    type: raw
   clone_database:
     description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)).
     type: str
@@ -97,16 +100,16 @@ fallback:
 sessions:
   description:
     - With O(mode=mark) and O(mode=sign), the signed C(gate0_sessions) entry (null when the gate read
-      no counter); with O(mode=verify), the kept entry when it holds (null otherwise).
-  type: dict
+      no counter); with O(mode=verify), the list of the given entries that hold.
+  type: raw
   returned: success
   sample: {database: directus_gov_test_20261126, database_oid: 16384, sessions: 42, stats_reset: null,
            own_after: 1, at: "2026-11-26T10:00:00Z", by: "gate0 run 0b5c...", tag: 9f2c...}
 sessions_refused:
-  description: With O(mode=verify) and O(sessions), why the kept entry was not accepted (null when it was).
-  type: str
+  description: With O(mode=verify), why each refused entry was not accepted.
+  type: list
   returned: mode is verify
-  sample: the kept session counter is not signed by gate0 for this host (edited, or another secret)
+  sample: [the kept session counter is not signed by gate0 for this host (edited, or another secret)]
 msg:
   description: With O(mode=verify), one line saying what was verified, or what was refused and why.
   type: str
