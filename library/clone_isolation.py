@@ -75,8 +75,10 @@ options:
     description:
       - Where to read the application's own database binding.
       - C(env_file) reads O(app_binding_path) on the host running the module; C(docker) reads the
-        environment of O(app_binding_container) with C(docker inspect) (the CLI O(container_cli))
-        on that host; C(none) reads nothing.
+        environment and state of O(app_binding_container) with C(docker inspect) (the CLI
+        O(container_cli)) on that host, and the databases every live container there binds
+        (C(docker ps); C(DB_DATABASE), C(PGDATABASE), C(DATABASE_URL) and O(app_binding_variable);
+        only database names, never a URL's password); C(none) reads nothing.
     type: str
     choices: [env_file, docker, none]
     default: none
@@ -201,6 +203,20 @@ app:
         variable: {description: The variable read, type: str}
         value: {description: Its value (null when absent), type: str}
         error: {description: Why it could not be read (null when read), type: str}
+        state:
+          description: The app container's state (running, exited, restarting, paused, ...).
+          type: str
+          returned: with source docker, when the container was inspected
+        containers:
+          description: Every live container on the host with the databases its environment binds.
+          type: list
+          elements: dict
+          returned: with source docker, when the list was read
+          sample: [{name: directus, state: running, bindings: {DB_DATABASE: directus}}]
+        containers_error:
+          description: Why the host's containers could not be listed.
+          type: str
+          returned: with source docker, when the list could not be read
 dispatch:
   description: The event type registry in scope and other outbound mechanisms.
   type: dict

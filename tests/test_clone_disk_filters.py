@@ -186,3 +186,61 @@ def test_env_file_parsing() -> None:
     assert parse_env(text, "DB_DATABASE") == "directus"
     assert parse_env('DB_DATABASE="a"\nDB_DATABASE=b\n', "DB_DATABASE") == "b"  # the last one wins
     assert parse_env("DB_HOST=x\n", "DB_DATABASE") is None
+
+
+# --- clone.app_binding: the app container's state, every live container bound to the clone ------
+
+def app_result(state: str = "running", value: str = "directus", containers: list | None = None,
+               containers_error: str | None = None) -> dict:
+    binding = {"source": "docker", "where": "directus", "variable": "DB_DATABASE", "value": value,
+               "error": None, "state": state,
+               "containers": containers if containers is not None else
+               [{"name": "directus", "state": state, "bindings": {"DB_DATABASE": value}}]}
+    if containers_error:
+        binding["containers_error"] = containers_error
+    return {"identity": {"database": CLONE}, "errors": {},
+            "app": {"role": "directus", "role_exists": True, "superuser": False, "connect_on_clone": False,
+                    "binding": binding}}
+
+
+APP_SETTINGS = {"database": CLONE, "app_role": "directus"}
+
+
+@pytest.mark.parametrize("state", ["exited", "restarting", "paused"])
+def test_app_binding_names_a_stopped_or_restarting_app_container_state(state: str) -> None:
+    rec = cc.check_app_binding(app_result(state), APP_SETTINGS)
+    assert rec["status"] == "pass", rec
+    assert f"its configuration as the container is {state}" in rec["message"]
+
+
+def test_app_binding_a_stopped_app_container_bound_to_the_clone_fails_with_its_state() -> None:
+    rec = cc.check_app_binding(app_result("exited", CLONE), APP_SETTINGS)
+    assert rec["status"] == "fail"
+    assert rec["message"] == (f"the app is bound to the clone: DB_DATABASE={CLONE} in directus"
+                              " (container exited)")
+
+
+@pytest.mark.parametrize(("env", "phrase"), [
+    ({"DB_DATABASE": CLONE}, f"DB_DATABASE={CLONE}"),
+    ({"PGDATABASE": CLONE}, f"PGDATABASE={CLONE}"),
+    ({"DATABASE_URL": CLONE}, f"DATABASE_URL={CLONE}"),
+])
+def test_app_binding_fails_for_any_live_container_bound_to_the_clone(env: dict, phrase: str) -> None:
+    others = [{"name": "directus", "state": "running", "bindings": {"DB_DATABASE": "directus"}},
+              {"name": "worker", "state": "running", "bindings": env},
+              {"name": "old", "state": "exited", "bindings": env}]
+    rec = cc.check_app_binding(app_result(containers=others), APP_SETTINGS)
+    assert rec["status"] == "fail"
+    assert rec["message"] == f"bound to the clone {CLONE!r}: container 'worker' ({phrase})"
+
+
+def test_app_binding_unread_container_list_fails() -> None:
+    rec = cc.check_app_binding(app_result(containers=[], containers_error="listing the host's containers: x"),
+                               APP_SETTINGS)
+    assert rec["status"] == "fail" and rec["message"] == "listing the host's containers: x"
+
+
+def test_app_binding_pass_says_how_many_containers_were_read() -> None:
+    rec = cc.check_app_binding(app_result(), APP_SETTINGS)
+    assert rec["status"] == "pass"
+    assert rec["message"].endswith("none of the host's 1 live containers binds it")

@@ -97,11 +97,11 @@ def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
     acl = lab.scalar("postgres", "SELECT datacl::text FROM pg_database WHERE datname = %s", (new_clone,))
     assert acl == "{workflow_admin=CTc/workflow_admin}"
     assert db_oid(lab, PROD_DB) == prod_oid
-    # Two gate0 runs: before the copy (prod and disk; the clone gate skipped), then every gate.
+    # Two gate0 runs: before anything is created (production only), then every gate on the new clone.
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("gate0-*.json"))]
     assert [r_["verdict"] for r_ in runs] == ["PASS", "PASS"]
     first, last = runs
-    assert {c["status"] for c in first["checks"] if c["gate"] == "clone"} == {"skipped"}
+    assert {c["status"] for c in first["checks"] if c["gate"] in ("clone", "disk")} == {"skipped"}
     assert [c["id"] for c in last["checks"] if c["status"] != "pass"] == []
     assert last["clone"]["database"] == new_clone
 
@@ -127,3 +127,33 @@ def test_refresh_leaves_production_outbound_links_behind(lab: Lab, new_clone: st
     last = json.loads(sorted(tmp_path.glob("gate0-*.json"))[-1].read_text())
     links = next(c for c in last["checks"] if c["id"] == "clone.outbound_links")
     assert links["status"] == "pass" and last["clone"]["database"] == new_clone, links
+
+
+def test_refresh_failing_after_the_create_drops_the_new_clone(
+        lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    """The hardening fails (a statement divides by zero): the new clone is dropped again and the run
+    fails in one line naming the step; production untouched."""
+    prod_oid = db_oid(lab, PROD_DB)
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                     "-e", '{"gate0_refresh_hardening_sql": ["SELECT 1/0"]}',
+                     "-e", f"gate0_report_dir={tmp_path}", timeout=400)
+    assert r.returncode != 0
+    out = " ".join(r.stdout.split())
+    assert "gate0 refresh FAIL at 'copy | The clone is hardened': gate0 refresh: hardening" in out
+    assert f"division by zero - the new clone {new_clone} was dropped" in out
+    assert db_oid(lab, new_clone) is None
+    assert db_oid(lab, PROD_DB) == prod_oid
+
+
+def test_refresh_dba_without_a_password_fails_in_one_line_never_prompts(
+        lab: Lab, new_clone: str, tmp_path: Path) -> None:
+    """The DBA login over TCP, where the server asks for a password it was not given: psql -w fails
+    at once naming the login (no prompt reading the SQL as a password); nothing is created."""
+    r = run_playbook("playbooks/clone_refresh.yml", "-e", f"gate0_clone_database={new_clone}",
+                     "-e", "gate0_refresh_dba_login_host=127.0.0.1", "-e", f"gate0_report_dir={tmp_path}",
+                     timeout=400)
+    assert r.returncode != 0
+    out = " ".join(r.stdout.split())
+    assert f"gate0 refresh: creating {new_clone} as the DBA login postgres:" in out
+    assert "no password supplied - nothing was created" in out
+    assert db_oid(lab, new_clone) is None

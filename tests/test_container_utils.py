@@ -9,8 +9,12 @@ import json
 
 import pytest
 from ansible_collections.gate0.core.plugins.module_utils.gate0_container import (
+    BINDING_VARIABLES,
+    binding_database,
     container_address,
     container_env,
+    container_state,
+    host_bindings,
     inspect_container,
     resolve_address,
     run_subprocess,
@@ -130,3 +134,61 @@ def test_clone_probe_never_counts_an_unfound_container_as_refused() -> None:
               "connect_timeout": 1}
     with pytest.raises(GateError, match=r"^inspecting container 'pgclone': the '/nonexistent/docker' "):
         clone_attempt(params)
+
+
+# --- every live container's binding (clone.app_binding's evidence) -------------------------------
+
+def scripted(*answers: tuple[int, str, str]):
+    """A runner answering each call in turn (ps, then inspect)."""
+    calls: list[list[str]] = []
+    queue = list(answers)
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        calls.append(argv)
+        return queue.pop(0)
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize(("value", "database"), [
+    ("directus", "directus"),
+    ("postgres://app:s3cret@db:5432/directus_gov_test_1?sslmode=disable", "directus_gov_test_1"),
+    ("postgresql://db/my%20db", "my db"),
+    ("postgres://db", ""),
+])
+def test_binding_database_keeps_the_database_never_the_password(value: str, database: str) -> None:
+    assert binding_database(value) == database
+
+
+def test_restarting_is_a_state_of_its_own() -> None:
+    restarting = {"State": {"Running": True, "Restarting": True, "Status": "restarting"}}
+    assert container_state(restarting) == "restarting"
+    assert container_state(info(running=False, status="exited")) == "exited"
+
+
+def test_host_bindings_lists_every_live_container_with_its_databases() -> None:
+    a = {**info(env=["DB_DATABASE=directus"]), "Name": "/directus"}
+    b = {**info(env=["DATABASE_URL=postgres://u:pw@h/directus_gov_test_1", "OTHER=x"]), "Name": "worker"}
+    run = scripted((0, "id1\nid2\n", ""), (0, json.dumps([a, b]), ""))
+    got = host_bindings(BINDING_VARIABLES, "docker", run)
+    assert got == [
+        {"name": "directus", "state": "running", "bindings": {"DB_DATABASE": "directus"}},
+        {"name": "worker", "state": "running", "bindings": {"DATABASE_URL": "directus_gov_test_1"}}]
+    assert run.calls == [["docker", "ps", "-q", "--no-trunc"],  # type: ignore[attr-defined]
+                         ["docker", "inspect", "--type", "container", "id1", "id2"]]
+    assert "pw" not in json.dumps(got)
+
+
+def test_host_bindings_with_no_container_is_an_empty_list() -> None:
+    assert host_bindings(BINDING_VARIABLES, "docker", scripted((0, "", ""))) == []
+
+
+@pytest.mark.parametrize(("answers", "expected"), [
+    ([(127, "", "")], "listing the host's containers: the 'docker' command is not installed"),
+    ([(1, "", "Cannot connect to the Docker daemon\n")], "containers: docker ps: Cannot connect"),
+    ([(0, "id1\n", ""), (1, "[]", "Error: no such container id1")], "docker inspect: Error: no such"),
+])
+def test_host_bindings_unread_is_an_error_never_an_empty_list(answers: list, expected: str) -> None:
+    with pytest.raises(GateError, match=expected):
+        host_bindings(BINDING_VARIABLES, "docker", scripted(*answers))

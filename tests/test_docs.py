@@ -45,6 +45,7 @@ def test_seed_host_example_decrypts_with_the_example_vault_password() -> None:
     assert r.returncode == 0, r.stderr
     host = json.loads(r.stdout)
     assert host["vault_gate0_production_login_password"].startswith("example-")
+    assert host["vault_gate0_receipt_secret"].startswith("example-")
     assert host["gate0_production_allowed_databases"] == ["directus", "incomex_metadata", "workflow"]
     assert "EXAMPLE" in (inv / "vault-password.example").read_text()
 

@@ -25,6 +25,7 @@ from tests.conftest import REPO, lab_env, run_playbook
 TOPO_SH = REPO / "topo" / "topo.sh"
 INVENTORY = "inventories/topo"
 CLONE_DB = "directus_gov_test_20260602"
+NEW_CLONE = "directus_gov_test_20261126"  # the refresh's target: directus_gov_test_<8 digits>
 
 pytestmark = pytest.mark.topo
 
@@ -34,6 +35,8 @@ class Topo:
     """Handle on the running topology: its facts (topo/topo.sh env), the docker CLI, SSH."""
 
     env: dict[str, str]
+    was_up: bool = False
+    down_s: float = 0.0
 
     @property
     def host(self) -> str:
@@ -60,6 +63,15 @@ class Topo:
              "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=none", f"root@{self.host}", command],
             capture_output=True, text=True, timeout=60)
 
+    def psql(self, db: str, query: str) -> str:
+        """One query as the container's superuser over its local socket (the seed's own channel)."""
+        out = self.docker("exec", "-i", "postgres", "psql", "-X", "-At", "-w", "-v", "ON_ERROR_STOP=1",
+                          "-U", "postgres", "-d", db, "-c", query)
+        return out.stdout.strip()
+
+    def databases(self) -> list[str]:
+        return self.psql("postgres", "SELECT datname FROM pg_database WHERE NOT datistemplate").split()
+
     def restore(self) -> None:
         """Back to the seed topology: postgres running and the app bound to production."""
         self.sh("directus", "directus", timeout=60)
@@ -83,8 +95,9 @@ def topo() -> Iterator[Topo]:
     if up.returncode != 0:
         pytest.fail(f"topo/topo.sh up failed: {up.stderr.strip()[-2000:]}")
     print(f"topology {'reused' if was_up else 'up'} in {time.monotonic() - start:.1f} s")
-    yield Topo(env=read_env())
-    if not was_up:
+    handle = Topo(env=read_env(), was_up=was_up)
+    yield handle
+    if not was_up and not handle.down_s:
         try:
             subprocess.run([str(TOPO_SH), "down"], env=lab_env(), capture_output=True, timeout=300)
         except subprocess.TimeoutExpired:
@@ -216,3 +229,132 @@ def test_host_without_psycopg2_says_how_to_install_it(topo: Topo, tmp_path: Path
             assert "python3-psycopg2" in message and "\n" not in message, message
     assert any("python3-psycopg2" in m for m in run.failed.values())
     assert "Traceback" not in run.proc.stdout + run.proc.stderr
+
+
+# --- the operator's journey on the topology as shipped (README "Running against a real host") -----
+
+def playbook(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return run_playbook("-i", INVENTORY, *args, timeout=timeout)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
+class Steps:
+    """Each step's wall time, printed at the end of the journey."""
+
+    times: list[tuple[str, float]]
+
+    def run(self, name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        start = time.monotonic()
+        proc = playbook(*args, timeout=timeout)
+        self.times.append((name, time.monotonic() - start))
+        return proc
+
+
+def test_journey_gate_apply_exit_refresh_recreate(fresh_topo: Topo, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """gate0 PASS -> apply (commit: the table in the clone only; rollback: no residue) -> exit PASS
+    -> refresh into a new clone (its own gates PASS) -> the postgres container recreated at a new
+    address: gate0 and the apply still work, by the container's name."""
+    topo, steps = fresh_topo, Steps([])
+    reports = f"gate0_report_dir={tmp_path / 'reports'}"
+    # What an earlier, interrupted run of this test may have left (the recreation below resets all).
+    topo.psql(CLONE_DB, "DROP TABLE IF EXISTS gate0_t_m")
+    topo.psql("postgres", f"DROP DATABASE IF EXISTS {NEW_CLONE} WITH (FORCE)")
+    dbs = set(topo.databases())
+
+    gate = steps.run("gate0.yml", "playbooks/gate0.yml", "-e", reports)
+    assert gate.returncode == 0 and "gate0 PASS" in gate.stdout, gate.stdout[-3000:]
+
+    commit = steps.run("clone_apply.yml commit", "playbooks/clone_apply.yml", "-e",
+                       '{"gate0_apply_statements": ["CREATE TABLE gate0_t_m (id int)"], '
+                       '"gate0_apply_mode": "commit"}')
+    assert commit.returncode == 0, commit.stdout[-3000:]
+    assert "receipt verified" in commit.stdout and "1 statement(s), committed" in one_line(commit.stdout)
+    where = [db for db in topo.databases() if topo.psql(db, "SELECT to_regclass('public.gate0_t_m')")]
+    assert where == [CLONE_DB]
+
+    rollback = steps.run("clone_apply.yml rollback", "playbooks/clone_apply.yml", "-e",
+                         '{"gate0_apply_statements": ["CREATE TABLE gate0_t_r (id int)"]}')
+    assert rollback.returncode == 0, rollback.stdout[-3000:]
+    assert "1 statement(s), rolled back" in one_line(rollback.stdout)
+    assert [db for db in topo.databases() if topo.psql(db, "SELECT to_regclass('public.gate0_t_r')")] == []
+
+    exit_ = steps.run("gate0_exit.yml", "playbooks/gate0_exit.yml")
+    assert exit_.returncode == 0, exit_.stdout[-3000:]
+    assert "gate0 exit PASS: production unchanged" in exit_.stdout
+
+    refresh = steps.run("clone_refresh.yml", "playbooks/clone_refresh.yml", "-e",
+                        f"gate0_clone_database={NEW_CLONE}", "-e", reports)
+    assert refresh.returncode == 0, refresh.stdout[-4000:]
+    assert one_line(refresh.stdout).count("gate0 PASS on dbhost") == 2
+    assert "gate0 exit PASS" in refresh.stdout
+    last = json.loads(sorted((tmp_path / "reports").glob("gate0-dbhost-*.json"))[-1].read_text())
+    assert last["clone"]["database"] == NEW_CLONE and last["verdict"] == "PASS"
+    assert set(topo.databases()) == dbs | {NEW_CLONE}
+    assert topo.psql(NEW_CLONE, "SELECT count(*) FROM event_type_registry WHERE active") == "0"
+
+    # The container recreated (its data is the seed's again) at a new address: found by name.
+    old_ip = topo.postgres_ip
+    topo.docker("rm", "-f", "postgres")
+    # A placeholder holds an address so that the new container cannot get the old one back.
+    topo.docker("run", "-d", "--name", "gate0-t-placeholder", "--network", "gate0",
+                topo.env["GATE0_TOPO_IMAGE"], "sleep", "600")
+    try:
+        up = topo.sh("up", timeout=120)
+        assert up.returncode == 0, up.stderr
+    finally:
+        topo.docker("rm", "-f", "gate0-t-placeholder", check=False)
+    topo.env = read_env()
+    assert topo.postgres_ip != old_ip
+    regate = steps.run("gate0.yml (recreated)", "playbooks/gate0.yml", "-e", reports)
+    assert regate.returncode == 0, regate.stdout[-3000:]
+    again = steps.run("clone_apply.yml (recreated)", "playbooks/clone_apply.yml", "-e",
+                      '{"gate0_apply_statements": ["SELECT 1"]}')
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "1 statement(s), rolled back" in one_line(again.stdout)
+    with capsys.disabled():
+        print("\ntopology journey: " + ", ".join(f"{n} {t:.1f} s" for n, t in steps.times)
+              + f"; total {sum(t for _, t in steps.times):.1f} s")
+
+
+def test_second_container_bound_to_the_clone_fails_naming_it(fresh_topo: Topo, tmp_path: Path) -> None:
+    fresh_topo.docker("run", "-d", "--name", "gate0-t-worker", "--network", "gate0",
+                      "-e", f"DATABASE_URL=postgres://worker:pw@postgres:5432/{CLONE_DB}",
+                      fresh_topo.env["GATE0_TOPO_IMAGE"], "sleep", "600")
+    try:
+        run = gate0(tmp_path)
+    finally:
+        fresh_topo.docker("rm", "-f", "gate0-t-worker", check=False)
+    assert run.proc.returncode != 0
+    assert list(run.failed) == ["clone.app_binding"], run.failed
+    assert run.failed["clone.app_binding"] == (
+        f"bound to the clone '{CLONE_DB}': container 'gate0-t-worker' (DATABASE_URL={CLONE_DB})")
+    assert "pw@" not in json.dumps(run.report)
+
+
+def test_app_container_stopped_is_named_with_its_state(fresh_topo: Topo, tmp_path: Path) -> None:
+    """A stopped app container passes (it runs nothing; its configuration binds production), and the
+    message says it is stopped."""
+    fresh_topo.docker("stop", "-t", "1", "directus")
+    run = gate0(tmp_path)
+    assert run.proc.returncode == 0, run.failed
+    message = run.checks["clone.app_binding"]["message"]
+    assert "DB_DATABASE=directus in directus, its configuration as the container is exited" in message
+
+
+def test_topo_down_takes_seconds(topo: Topo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Last: every `docker exec` above (the refresh's, the health checks') leaves nothing that holds
+    the teardown. Brought back up when this session found it up."""
+    start = time.monotonic()
+    down = topo.sh("down", timeout=300)
+    topo.down_s = time.monotonic() - start
+    with capsys.disabled():
+        print(f"\ntopo-down in {topo.down_s:.1f} s")
+    assert down.returncode == 0, down.stderr
+    assert topo.down_s < 30
+    if topo.was_up:
+        assert topo.sh("up", timeout=300).returncode == 0

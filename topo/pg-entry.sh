@@ -16,10 +16,15 @@ mkdir -p "$LAB/secrets"
 cp /var/lib/gate0/secrets/*.pw "$LAB/secrets/"
 chmod 0600 "$LAB/secrets"/*.pw
 
+# Also the packaged server's default socket directory, where the client tools run inside the
+# container find it (`docker exec -i postgres psql ...`, the clone refresh): as on a real host.
+install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+
 /opt/gate0/lab/lab.sh up
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$LAB" -p 5432 -U postgres -d postgres)
 "${PSQL[@]}" -c "ALTER SYSTEM SET listen_addresses = '*'"
+"${PSQL[@]}" -c "ALTER SYSTEM SET unix_socket_directories = '/var/run/postgresql', '$LAB'"
 for net in ${GATE0_TOPO_HBA:-}; do
     line="host    all   all       $net    scram-sha-256"
     grep -qxF "$line" "$LAB/data/pg_hba.conf" || echo "$line" >> "$LAB/data/pg_hba.conf"

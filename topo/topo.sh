@@ -189,6 +189,10 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 tmp_dir = "$RUN/libpod"
+# An exec session's conmon waits this long for the API client before it cleans up (default 300 s,
+# Docker's 5 minutes); it ignores SIGTERM meanwhile, so every \`docker exec\` held topo-down 5 s.
+# The docker CLI reads the exit code at once, when the exec's output ends.
+exit_command_delay = 2
 
 [network]
 network_backend = "cni"
@@ -299,6 +303,13 @@ secret() { # name -> password, generated once under .topo/secrets (mounted into 
     cat "$f"
 }
 
+# The gate0 receipt's HMAC key (inventories/topo): the controller's own, never mounted into a container.
+receipt_key() {
+    local f="$STATE/controller/gate0_receipt.pw"
+    mkdir -p "$STATE/controller" && chmod 0700 "$STATE/controller"
+    [ -s "$f" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$f")
+}
+
 container_running() { [ "$(dk inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 
 container_ip() { dk inspect -f '{{(index .NetworkSettings.Networks "gate0").IPAddress}}' "$1"; }
@@ -389,9 +400,21 @@ down() {
     fi
     stop_pid "$RUN/podman.pid"
     stop_pid "$RUN/sshd.pid"
-    # Whatever still runs in the namespace was started by this topology (sessions, conmon).
+    # Whatever still runs in the namespace was started by this topology (sessions, conmon): TERM all
+    # at once, one bounded wait (2 s), then KILL what is left.
     if [ -e "$NSPATH" ]; then
-        for pid in $(ip netns pids "$NS" 2>/dev/null); do stop_pid "$pid"; done
+        local pids=() i
+        mapfile -t pids < <(ip netns pids "$NS" 2>/dev/null)
+        if [ ${#pids[@]} -gt 0 ]; then
+            kill -TERM "${pids[@]}" 2>/dev/null || true
+            for i in $(seq 20); do
+                for pid in "${pids[@]}"; do alive "$pid" && break; pid=; done
+                [ -z "${pid:-}" ] && break
+                sleep 0.1
+            done
+            for pid in "${pids[@]}"; do alive "$pid" && { kill -KILL "$pid" 2>/dev/null || true; }; done; true
+            for pid in "${pids[@]}"; do for i in $(seq 20); do alive "$pid" || break; sleep 0.1; done; done
+        fi
     fi
     # podman's storage driver mounts (container layers, shm, its private bind of overlay/).
     local m
@@ -425,6 +448,7 @@ up() {
     ensure_image
     start_postgres
     start_directus
+    receipt_key
     write_env
     log "up in $(( $(now_ms) - t0 )) ms: ssh root@$HOST_IP (namespace $NS), postgres at $(container_ip postgres):5432"
 }

@@ -18,7 +18,7 @@ against, clone name, server identity and session counter, decisions), plus `tag`
 its canonical JSON (sorted keys, no whitespace, UTF-8).
 
 mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
-read it, module_utils/gate0_interval.py) the same way, bound to the host; mode=verify checks such an
+read it, gate0.core's gate0_interval) the same way, bound to the host; mode=verify checks such an
 entry beside the record, so a consumer compares the counter with a reading no launcher could write.
 """
 

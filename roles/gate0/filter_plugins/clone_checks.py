@@ -291,6 +291,7 @@ def check_app_binding(result: dict[str, Any], s: dict[str, Any]) -> Record:
                       "revoked (give the app a role without SUPERUSER)")
     if app.get("connect_on_clone") is not False:
         return record(cid, False, observed, expected, f"app role {app.get('role')!r} has CONNECT on {db!r}")
+    state = f" (container {bind['state']})" if bind.get("state") not in (None, "running") else ""
     if bind.get("error"):
         return record(cid, False, observed, expected, bind["error"])
     if bind.get("source") in (None, "none"):
@@ -300,10 +301,38 @@ def check_app_binding(result: dict[str, Any], s: dict[str, Any]) -> Record:
     if bind.get("value") == db:
         return record(cid, False, observed, expected,
                       f"the app is bound to the clone: {bind.get('variable')}={bind.get('value')} "
-                      f"in {bind.get('where')}")
+                      f"in {bind.get('where')}{state}")
+    others = bound_containers(bind, db)
+    if others:
+        return record(cid, False, observed, expected, f"bound to the clone {db!r}: {'; '.join(others)}")
+    if bind.get("source") == "docker" and bind.get("containers_error"):
+        return record(cid, False, observed, expected, str(bind["containers_error"]))
+    scanned = ("" if bind.get("source") != "docker"
+               else f"; none of the host's {len(bind.get('containers') or [])} live containers binds it")
+    # A stopped app container passes: it runs nothing now, and its configuration (what a restart
+    # would use) binds production; its state is named so nobody reads it as a running app.
+    how = f", its configuration as the container is {bind['state']}" if state else ""
     return record(cid, True, observed, expected,
-                  f"app binds {bind.get('variable')}={bind.get('value')}; role {app.get('role')!r} "
-                  "has no CONNECT on the clone")
+                  f"app binds {bind.get('variable')}={bind.get('value')} in {bind.get('where')}{how}; "
+                  f"role {app.get('role')!r} has no CONNECT on the clone{scanned}")
+
+
+# Container states whose process runs now or will again on its own (docker ps lists them).
+LIVE_STATES = ("running", "restarting", "paused")
+
+
+def bound_containers(bind: dict[str, Any], db: str) -> list[str]:
+    """Every live container on the host whose environment binds `db` (DB_DATABASE, PGDATABASE, a
+    DATABASE_URL naming it, the app's binding variable), one phrase each naming the container."""
+    out = []
+    for c in bind.get("containers") or []:
+        if not isinstance(c, dict) or c.get("state") not in LIVE_STATES:
+            continue
+        hits = [f"{var}={value}" for var, value in (c.get("bindings") or {}).items() if value == db]
+        if hits:
+            state = "" if c.get("state") == "running" else f", {c.get('state')}"
+            out.append(f"container {c.get('name')!r} ({', '.join(hits)}{state})")
+    return out
 
 
 def _row_line(row: Any, label: str | None, details: list[str], parent: str | None = None) -> str:

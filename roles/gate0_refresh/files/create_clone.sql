@@ -1,6 +1,11 @@
 -- gate0 clone refresh: create the new clone, as the DBA login. psql variables: clone, prefix,
--- production (comma-separated production names), owner (the clone admin), replace (true|false).
+-- production (comma-separated production names), owner (the clone admin), replace (true|false),
+-- create (true|false: false only drops the clone - a failed refresh's cleanup, with replace=true).
 -- The guard runs on the server before anything is dropped or created.
+\if :{?create}
+\else
+\set create true
+\endif
 SET client_min_messages = warning;
 SELECT set_config('gate0.clone', :'clone', false), set_config('gate0.prefix', :'prefix', false),
        set_config('gate0.production', :'production', false), set_config('gate0.replace', :'replace', false)
@@ -22,6 +27,8 @@ END
 $guard$;
 
 SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'clone') \gexec
+\if :create
 SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0', :'clone', :'owner') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'clone') \gexec
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', :'clone', :'owner') \gexec
+\endif

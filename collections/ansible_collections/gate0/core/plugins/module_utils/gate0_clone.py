@@ -180,9 +180,17 @@ def read_binding(p: dict[str, Any]) -> dict[str, Any]:
         except gate0_pg.GateError as exc:
             out["error"] = str(exc)
         else:
+            out["state"] = gate0_container.container_state(info)
             out["value"] = gate0_container.container_env(info).get(variable)
             if out["value"] is None:
                 out["error"] = f"{variable} is not set in the environment of container {name!r}"
+        # Every live container on the host, with the databases its environment binds (the judge
+        # fails any bound to the clone); a list that cannot be read is an error, not "none".
+        try:
+            out["containers"] = gate0_container.host_bindings(
+                (*gate0_container.BINDING_VARIABLES, variable), p["container_cli"])
+        except gate0_pg.GateError as exc:
+            out["containers_error"] = str(exc)
     if out["error"] is None and source != "none" and out["value"] is None:
         out["error"] = f"{variable} is not set in {out['where']!r}"
     return out

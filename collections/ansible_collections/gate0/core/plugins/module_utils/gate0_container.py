@@ -12,6 +12,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import GateError
 
@@ -67,6 +68,8 @@ def container_state(info: dict[str, Any]) -> str:
     if isinstance(state, dict):
         if state.get("Paused"):
             return "paused"
+        if state.get("Restarting"):
+            return "restarting"
         if state.get("Running") is True:
             return "running"
         return str(state.get("Status") or "unknown")
@@ -109,3 +112,57 @@ def container_env(info: dict[str, Any]) -> dict[str, str]:
 def resolve_address(name: str, network: str = "", cli: str = "docker", run: Runner | None = None) -> str:
     """Inspect the container `name` on this host and return its address (see container_address)."""
     return container_address(inspect_container(name, cli, run), name, network)
+
+
+# The environment variables that bind a process to a database: Directus' DB_DATABASE, libpq's
+# PGDATABASE, and a DATABASE_URL (postgres://user:password@host/dbname) naming it.
+BINDING_VARIABLES = ("DB_DATABASE", "PGDATABASE", "DATABASE_URL")
+
+
+def binding_database(value: str) -> str:
+    """The database a binding value names: the value itself, or a URL's path (no password kept)."""
+    if "://" not in value:
+        return value
+    try:
+        return unquote(urlsplit(value).path.lstrip("/"))
+    except ValueError:
+        return ""
+
+
+def container_bindings(info: dict[str, Any], variables: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The databases the container's environment binds, by variable (only the variables set)."""
+    env = container_env(info)
+    return {v: binding_database(env[v]) for v in dict.fromkeys(variables) if v in env}
+
+
+def container_name(info: dict[str, Any]) -> str:
+    """The container's name as the CLI prints it (Docker's leading '/' removed)."""
+    return str(info.get("Name") or info.get("Id") or "?").lstrip("/")
+
+
+def host_bindings(variables: tuple[str, ...] | list[str], cli: str = "docker",
+                  run: Runner | None = None) -> list[dict[str, Any]]:
+    """Every live container on the host (`<cli> ps`: running, paused, restarting) with its state and
+    the databases its environment binds. GateError when the list cannot be read (never an empty
+    list in place of an unread one)."""
+    runner = run or run_subprocess
+    rc, out, err = runner([cli or "docker", "ps", "-q", "--no-trunc"])
+    if rc == 127:
+        raise GateError(f"listing the host's containers: the {cli!r} command is not installed on the "
+                        "database host (set gate0_container_cli)")
+    if rc != 0:
+        raise GateError(f"listing the host's containers: {cli} ps: {_last_line(err or out)}")
+    ids = [line.strip() for line in out.splitlines() if line.strip()]
+    if not ids:
+        return []
+    rc, out, err = runner([cli or "docker", "inspect", "--type", "container", *ids])
+    try:
+        data = json.loads(out) if out.strip() else None
+    except ValueError:
+        data = None
+    # A container removed between `ps` and `inspect` is missing from the answer (rc 1): not live.
+    if not isinstance(data, list) or (rc != 0 and not data):
+        raise GateError(f"listing the host's containers: {cli} inspect: {_last_line(err or out)}")
+    return [{"name": container_name(info), "state": container_state(info),
+             "bindings": container_bindings(info, variables)}
+            for info in data if isinstance(info, dict)]
