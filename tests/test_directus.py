@@ -1,4 +1,4 @@
-"""gate0 against a real Directus 11.3.5 (marker `directus`: `make test-directus`, the last part of `make test`).
+"""gate0 against a real Directus 11.3.5 (marker `directus`: `make test-directus`, part of `make test`).
 
 tests/directus/setup.sh installs Directus from the npm registry into .cache/directus (once, ~470 MB);
 tests/directus_lab.py bootstraps it on the lab cluster (production `dx_app`), makes the clone with
