@@ -17,6 +17,7 @@ from ansible_collections.gate0.core.plugins.module_utils.gate0_interval import (
     anchor,
     interval_problem,
     same_clone,
+    was_reset,
 )
 from conftest import CLONE_DB, Lab, run_playbook
 from gaterun import FAST_TIMEOUTS, run_gate
@@ -27,8 +28,8 @@ TABLE = "gate0_interval_probe"
 
 def test_unit_the_interval_rule() -> None:
     kept = anchor(IDENT, {"sessions": 10, "stats_reset": None}, 1, "T0", "gate0 run r")
-    assert kept == {**IDENT, "sessions": 10, "stats_reset": None, "own_after": 1, "at": "T0",
-                    "by": "gate0 run r"}
+    assert kept == {**IDENT, "system_identifier": None, "sessions": 10, "stats_reset": None, "own_after": 1,
+                    "at": "T0", "by": "gate0 run r"}
     # the disk part's session (own_after) and this connection's own: quiet
     assert interval_problem(kept, {"sessions": 12, "stats_reset": None}) is None
     one_more = interval_problem(kept, {"sessions": 13, "stats_reset": None})
@@ -48,6 +49,12 @@ def test_unit_the_interval_rule() -> None:
     assert not same_clone(kept, {**IDENT, "database_oid": 16385})  # recreated since: no history
     assert not same_clone(kept, {**IDENT, "database": "other"})
     assert not same_clone({**kept, "database_oid": None}, IDENT)
+    # a cluster initialised again (same oids, another system identifier)
+    assert not same_clone({**kept, "system_identifier": "1"}, {**IDENT, "system_identifier": "2"})
+    assert same_clone({**kept, "system_identifier": "1"}, IDENT)  # not readable by this login: oid only
+    assert was_reset(kept, {"sessions": 40, "stats_reset": "2026-11-26T10:00:00.000000Z"})
+    assert was_reset(kept, {"sessions": 3, "stats_reset": None})
+    assert not was_reset(kept, {"sessions": 13, "stats_reset": None})
 
 
 def _visit(lab: Lab) -> None:
@@ -159,6 +166,11 @@ def test_a_counter_reset_cannot_prove(fresh_lab: Lab, tmp_path: Path) -> None:
     assert out.startswith("rc=2"), out[-3000:]
     assert "clone.foreign_sessions: cannot prove the clone stayed quiet since gate0 run" in out, out[-3000:]
     assert "statistics were reset" in out
+    # The entry gate has no evidence either way about the time before the reset: its own look stands
+    # (instant only, said so); require after it compares with it.
+    again = run_gate(tmp_path)
+    assert again.rc == 0, again.output[-3000:]
+    assert "no history: statistics reset since gate0 run" in _foreign_message(again)
     assert not _table_exists(fresh_lab, f"{TABLE}_e")
 
 

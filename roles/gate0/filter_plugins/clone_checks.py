@@ -15,6 +15,7 @@ from ansible_collections.gate0.core.plugins.module_utils.gate0_interval import (
     anchor,
     interval_problem,
     same_clone,
+    was_reset,
 )
 
 Record = dict[str, Any]
@@ -573,6 +574,11 @@ def interval_note(result: dict[str, Any], s: dict[str, Any]) -> tuple[str | None
     kept = s.get("quiet_since")
     first = (result.get("sessions") or {}).get("established")
     if isinstance(kept, dict) and same_clone(kept, result.get("identity")):
+        if not s.get("quiet_required") and was_reset(kept, first):
+            # Statistics reset (pg_stat_reset, a crash) since the last gate0 step: no evidence either
+            # way about the time in between; the entry gate stands on its own look (require does not).
+            since = f"since {kept.get('by')} at {kept.get('at')}"
+            return None, f"no history: statistics reset {since}; instant only"
         problem = interval_problem(kept, first, int(s.get("quiet_own") or 1))
         if problem:
             return problem, ""

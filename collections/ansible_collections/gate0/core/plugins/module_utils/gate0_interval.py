@@ -54,17 +54,29 @@ def anchor(identity: dict[str, Any] | None, reading: dict[str, Any] | None, own_
     if not isinstance(reading, dict) or reading.get("sessions") is None or not isinstance(identity, dict):
         return None
     return {"database": identity.get("database"), "database_oid": identity.get("database_oid"),
+            "system_identifier": identity.get("system_identifier"),
             "sessions": int(reading["sessions"]), "stats_reset": reading.get("stats_reset"),
             "own_after": int(own_after), "at": at, "by": by}
 
 
 def same_clone(anchor_: dict[str, Any] | None, identity: dict[str, Any] | None) -> bool:
-    """The anchor was read on this very database (same name and oid: not a clone recreated since)."""
+    """The anchor was read on this very database: same name and oid (not a clone recreated since) and,
+    when both know it, the same server (system identifier: not a cluster initialised again)."""
     if not isinstance(anchor_, dict) or not isinstance(identity, dict):
         return False
+    mine, theirs = anchor_.get("system_identifier"), identity.get("system_identifier")
     return (anchor_.get("database") == identity.get("database")
             and anchor_.get("database_oid") is not None
-            and str(anchor_.get("database_oid")) == str(identity.get("database_oid")))
+            and str(anchor_.get("database_oid")) == str(identity.get("database_oid"))
+            and (mine is None or theirs is None or str(mine) == str(theirs)))
+
+
+def was_reset(anchor_: dict[str, Any], reading: dict[str, Any] | None) -> bool:
+    """The counter cannot be compared: statistics reset (or lost in a crash) since the anchor."""
+    if not isinstance(reading, dict) or reading.get("sessions") is None or anchor_.get("sessions") is None:
+        return False
+    return (reading.get("stats_reset") != anchor_.get("stats_reset")
+            or int(reading["sessions"]) < int(anchor_["sessions"]))
 
 
 def interval_problem(anchor_: dict[str, Any] | None, reading: dict[str, Any] | None,
@@ -81,7 +93,7 @@ def interval_problem(anchor_: dict[str, Any] | None, reading: dict[str, Any] | N
         return f"cannot prove the clone stayed quiet {since}: pg_stat_database.sessions not read"
     before, now = int(anchor_["sessions"]), int(reading["sessions"])
     counts = f"pg_stat_database.sessions {before} -> {now}"
-    if reading.get("stats_reset") != anchor_.get("stats_reset") or now < before:
+    if was_reset(anchor_, reading):
         return (f"cannot prove the clone stayed quiet {since}: its statistics were reset "
                 f"(stats_reset {anchor_.get('stats_reset')} -> {reading.get('stats_reset')}, {counts})")
     ours = int(anchor_.get("own_after") or 0) + own
