@@ -4,8 +4,10 @@
 Prints (median of several runs, milliseconds):
   - the 15-target fingerprint as the gate takes it (counts + hashes + proof + clone probe), and the
     15 counts alone (no hashes);
-  - content-hash throughput on system_issues (200k rows) and on a generated 2M-row table (made in a
-    scratch database of the lab, dropped afterwards);
+  - content-hash throughput (rows/s) on system_issues (200k rows) and on a generated 2M-row table (made
+    in a scratch database of the lab, dropped afterwards), hashed by 1 connection and by N (the
+    leader and its hash workers on one exported snapshot: N = the default hash_workers and the
+    machine's cores, at most HASH_WORKERS_MAX), interleaved; the digests must be equal;
   - the longest single statement against the statement timeout (target: under 30 %).
 
   GATE0_LAB_PORT=55432 .venv/bin/python bench/fingerprint.py [--runs 5]
@@ -18,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible_collections.gate0.core.plugins.module_utils import gate0_fingerprint as fp  # noqa: E402 - pg_fingerprint's code
-from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import begin, pg_argument_spec  # noqa: E402
+from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import pg_argument_spec  # noqa: E402
 
 SCRATCH_DB = "gate0_bench_scratch"
 BIG_ROWS = 2_000_000
@@ -55,7 +56,8 @@ def params(**over: Any) -> dict[str, Any]:
         clone_login_port=None,
         targets=defaults["gate0_production_targets"],
         baseline=defaults["gate0_production_baseline"],
-        hash_chunk_rows=50000,
+        hash_chunk_rows=defaults["gate0_production_hash_chunk_rows"],
+        hash_workers=defaults["gate0_production_hash_workers"],
     )
     p.update(over)
     return p
@@ -75,38 +77,43 @@ def median_runs(p: dict[str, Any], runs: int) -> tuple[float, dict[str, Any]]:
     return statistics.median(times), last
 
 
-def hash_throughput(dsn: str, table: str, rows: int, p: dict[str, Any], runs: int) -> tuple[float, int]:
-    """Median ms to hash `table` as pg_fingerprint does, and its longest single statement (ms)."""
-    times, longest = [], 0
+def worker_counts() -> list[int]:
+    """1, the default hash_workers, and the machine's cores (at most HASH_WORKERS_MAX)."""
+    cores = min(os.cpu_count() or 1, fp.HASH_WORKERS_MAX)
+    return sorted({1, fp.HASH_WORKERS_DEFAULT, cores})
+
+
+def hash_throughput(db: str, table: str, runs: int) -> dict[int, dict[str, Any]]:
+    """Per connection count: the median ms pg_fingerprint's hashing of `table` takes (its hash phase:
+    the workers' start included), rows, longest statement, the hash. Runs interleaved."""
+    p = params(login_db=db, allowed_databases=[db], clone_database=None, baseline={},
+               targets={table: {"relation": table, "hash": True}})
+    times: dict[int, list[int]] = {n: [] for n in worker_counts()}
+    out: dict[int, dict[str, Any]] = {n: {"longest": 0, "hashes": set()} for n in times}
     for _ in range(runs):
-        conn = psycopg2.connect(dsn)
-        try:
-            begin(conn, p)
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
-                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-                "WHERE c.oid = to_regclass(%s)",
-                (table,),
-            )
-            oid, name, kind, nsp, rel = cur.fetchone()
-            timer = fp.Timer()
-            start = time.monotonic()
-            fp.hash_target(
-                cur,
-                timer,
-                table,
-                {"relation": table, "hash": True},
-                {"oid": oid, "name": name, "kind": kind, "ident": [nsp, rel]},
-                p,
-                rows,
-            )
-            times.append((time.monotonic() - start) * 1000)
-            longest = max(longest, timer.longest_ms)
-            cur.execute("ROLLBACK")
-        finally:
-            conn.close()
-    return statistics.median(times), longest
+        for n in times:
+            result = fingerprint({**p, "hash_workers": n})
+            t = result["timings"]
+            times[n].append(t["hash_ms"])
+            out[n].update(rows=result["counts"][table], connections=t["hash_connections"])
+            out[n]["longest"] = max(out[n]["longest"], t["longest_statement_ms"])
+            out[n]["hashes"].add(result["hashes"][table])
+    for n, fig in out.items():
+        fig["ms"] = statistics.median(times[n])
+        fig["rows_s"] = fig["rows"] / fig["ms"] * 1000 if fig["ms"] else 0.0
+    if len(set().union(*(fig["hashes"] for fig in out.values()))) != 1:
+        raise SystemExit(f"bench: {table}: the hashes differ between connection counts: {out}")
+    return out
+
+
+def print_throughput(label: str, figs: dict[int, dict[str, Any]]) -> int:
+    """One line per connection count; returns the longest statement seen."""
+    one = figs[1]["ms"]
+    for n, fig in figs.items():
+        speedup = f", {one / fig['ms']:.2f} x one connection" if n > 1 and fig["ms"] else ""
+        print(f"  content hash {label:<28}: {fig['ms']:7.0f} ms  = {fig['rows_s']:,.0f} rows/s with {n} "
+              f"connection(s) ({fig['connections']} used){speedup}, longest statement {fig['longest']} ms")
+    return max(fig["longest"] for fig in figs.values())
 
 
 def su(dsn: str, db: str, statement: str) -> None:
@@ -142,11 +149,8 @@ def main() -> None:
     )
 
     dsn = lab_dsn()
-    si_ms, si_longest = hash_throughput(f"{dsn} dbname=directus", "system_issues", 200480, p, args.runs)
-    print(
-        f"  content hash system_issues (200,480 rows): {si_ms:7.0f} ms  = "
-        f"{200480 / si_ms * 1000:,.0f} rows/s, longest statement {si_longest} ms"
-    )
+    si_longest = print_throughput("system_issues (200,480 rows)", hash_throughput("directus", "system_issues",
+                                                                               args.runs))
 
     su(dsn, "postgres", f"DROP DATABASE IF EXISTS {SCRATCH_DB}")
     su(dsn, "postgres", f"CREATE DATABASE {SCRATCH_DB}")
@@ -157,15 +161,10 @@ def main() -> None:
             "CREATE TABLE big (id bigint PRIMARY KEY, code text NOT NULL, n integer, "
             f"at timestamptz NOT NULL); INSERT INTO big SELECT g, md5(g::text), g % 1000, "
             f"timestamptz '2025-01-01' + g * interval '1 second' FROM generate_series(1, {BIG_ROWS}) "
-            "AS g; ANALYZE big",
+            "AS g; ANALYZE big; GRANT SELECT ON big TO context_pack_readonly",
         )
-        big_ms, big_longest = hash_throughput(
-            f"{dsn} dbname={SCRATCH_DB}", "big", BIG_ROWS, p, max(1, args.runs // 2)
-        )
-        print(
-            f"  content hash big (2,000,000 rows)        : {big_ms:7.0f} ms  = "
-            f"{BIG_ROWS / big_ms * 1000:,.0f} rows/s, longest statement {big_longest} ms"
-        )
+        big_longest = print_throughput("big (2,000,000 rows)", hash_throughput(SCRATCH_DB, "big",
+                                                                             max(1, args.runs // 2)))
     finally:
         su(dsn, "postgres", f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
 

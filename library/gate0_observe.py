@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: gate0_observe
-short_description: Run pg_fingerprint, clone_isolation and disk_headroom in one call, in that order
+short_description: Run pg_fingerprint, clone_isolation and disk_headroom in one call
 description:
   - The gate0 role's entry gate observes production, the clone and the disk with this one module call
     instead of three, which saves Ansible's fixed cost of two module runs (building, sending and
@@ -15,9 +15,14 @@ description:
     takes the same options (O(fingerprint) are M(pg_fingerprint)'s, O(clone) are M(clone_isolation)'s, O(disk)
     are M(disk_headroom)'s, validated the same way, passwords C(no_log)), and returns the same result
     that module would have returned, with C(failed) and a one-line C(msg) when it failed.
-  - The parts run one after the other, never at the same time, in the order production, clone, disk;
-    each opens its own connection over its own channel and closes it before the next part starts, so
-    no part sees another's session (the clone's foreign-session check counts every other backend).
+  - Production is fingerprinted while the clone and then the disk are observed (two threads), each part
+    over its own channel and connections. That is sound because no part counts the other's sessions;
+    the fingerprint's connections (its transaction and its hash workers) are to the production database,
+    which the clone's foreign-session check (backends and C(pg_stat_database.sessions) of the clone
+    database) does not count, and the fingerprint lists only production's sessions. The one connection
+    the fingerprint makes to the clone - its probe that the clone refuses the production credentials -
+    waits until the clone part has ended, so the clone never sees it; the disk part, which connects to
+    the clone too, starts only after the clone part ended.
   - A part that fails does not stop the next one; the module itself fails only when its options are
     invalid. An omitted part is not run and not returned.
 version_added: "0.2.0"
@@ -103,29 +108,55 @@ changed:
   sample: false
 """
 
+import threading
 import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gate0_disk, gate0_fingerprint
 
-# In this order, one after the other: production first (the seed's order), then the clone, then disk.
 PARTS = (("fingerprint", gate0_fingerprint), ("clone", gate0_clone), ("disk", gate0_disk))
+
+
+def run_part(name: str, part: Any, options: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """One part's result; each part reports its own failures, this catches only the unexpected."""
+    try:
+        return part.observe(options, **kwargs)
+    except Exception as exc:  # a last resort: one line, never a traceback
+        why = " ".join(str(exc).split())
+        return {"changed": False, "failed": True, "failed_stage": "unknown",
+                "msg": f"{name}: unexpected {type(exc).__name__}: {why}"}
+
+
+def observe_all(params: dict[str, Any]) -> dict[str, Any]:
+    """The parts asked for: the clone, then the disk, in a thread, while production is fingerprinted;
+    the fingerprint's clone probe waits until the clone part has ended (see DOCUMENTATION)."""
+    results: dict[str, Any] = {}
+    clone_ended = threading.Event()
+
+    def clone_then_disk() -> None:
+        try:
+            if params["clone"] is not None:
+                results["clone"] = run_part("clone", gate0_clone, params["clone"])
+        finally:
+            clone_ended.set()
+        if params["disk"] is not None:
+            results["disk"] = run_part("disk", gate0_disk, params["disk"])
+
+    side = threading.Thread(target=clone_then_disk, name="gate0-clone-disk", daemon=True)
+    side.start()
+    if params["fingerprint"] is not None:
+        results["fingerprint"] = run_part("fingerprint", gate0_fingerprint, params["fingerprint"],
+                                          before_probe=clone_ended.wait)
+    side.join()
+    return results
 
 
 def main() -> None:
     argument_spec = {name: {"type": "dict", "options": part.argument_spec()} for name, part in PARTS}
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     start = time.monotonic()
-    result: dict[str, Any] = {"changed": False}
-    for name, part in PARTS:
-        if module.params[name] is not None:
-            try:
-                result[name] = part.observe(module.params[name])
-            except Exception as exc:  # each part reports its own failures; this is a last resort
-                why = " ".join(str(exc).split())
-                result[name] = {"changed": False, "failed": True, "failed_stage": "unknown",
-                                "msg": f"{name}: unexpected {type(exc).__name__}: {why}"}
+    result: dict[str, Any] = {"changed": False, **observe_all(module.params)}
     result["duration_ms"] = int((time.monotonic() - start) * 1000)
     module.exit_json(**result)
 

@@ -10,11 +10,14 @@ short_description: Fingerprint a production PostgreSQL database read-only and pr
 description:
   - Refuses to connect unless O(login_db) is in O(allowed_databases) (and O(clone_database) is not), then
     checks C(current_database()) again after connecting (a pooler or service file may route elsewhere).
-  - Uses B(one) connection and B(one) C(REPEATABLE READ READ ONLY) transaction (one snapshot for every
-    count), with C(statement_timeout), C(lock_timeout), C(row_security=off) (row-level security raises an
-    error instead of silently hiding rows) and pinned text formats set with C(SET LOCAL) and read back.
+  - Uses B(one) C(REPEATABLE READ READ ONLY) transaction (one snapshot for every count and hash), with
+    C(statement_timeout), C(lock_timeout), C(row_security=off) (row-level security raises an error
+    instead of silently hiding rows) and pinned text formats set with C(SET LOCAL) and read back.
   - Counts every target, optionally hashes its content in ranges of blocks (order-independent, no
-    single statement near the timeout), reads per-table write counters (C(n_tup_ins/upd/del),
+    single statement near the timeout) over up to O(hash_workers) connections that import the
+    transaction's snapshot (C(pg_export_snapshot()), C(SET TRANSACTION SNAPSHOT)), each C(READ ONLY)
+    with the same settings read back and the same read-only proof, and proven to have written nothing
+    before its rollback; reads per-table write counters (C(n_tup_ins/upd/del),
     C(relfilenode)) outside the snapshot, and combines counts and hashes into one O(digest).
   - Proves the role cannot write (RV(read_only_proof)), lists idle-in-transaction sessions, and proves
     the clone unreachable (no C(CONNECT) privilege, and a connection attempt with the same credentials
@@ -75,6 +78,16 @@ options:
         of O(statement_timeout).
     type: int
     default: 50000
+  hash_workers:
+    description:
+      - Connections that hash the targets' rows at most, this transaction's included (1 to 8). Each
+        other one opens its own read-only transaction on the same snapshot, after the idle sessions
+        were listed; one is started per 500,000 rows to hash, so small targets use one connection.
+      - Each costs the server one more connection and, while it hashes, one more core. A worker that
+        fails (refused, cancelled, terminated, timed out) fails the fingerprint with one line naming
+        the target and the worker.
+    type: int
+    default: 2
 attributes:
   check_mode:
     support: full
@@ -154,6 +167,14 @@ session:
     wrote_nothing: {description: True when the transaction was proven not to have written, type: bool,
                     returned: when proven, sample: true}
     rolled_back: {description: ROLLBACK was sent, type: bool, returned: when proven, sample: true}
+    hash_workers:
+      description: The hash workers started besides this transaction (none for one connection), each with
+        its transaction's read-back C(settings_ok), C(read_only_proof_ok), C(xid_assigned), C(rolled_back).
+      type: list
+      elements: dict
+      returned: when targets were hashed
+      sample: [{worker: 2, settings_ok: true, read_only_proof_ok: true, ranges: 5, xid_assigned: null,
+                rolled_back: true}]
 read_only_proof:
   description: Every way the login role could write, each a finding; see gate0.core's gate0_readonly.py.
   type: dict
@@ -294,6 +315,10 @@ timings:
     longest_statement_ms: {description: The longest single statement, type: int, returned: always, sample: 35}
     longest_statement: {description: What that statement was, type: str, returned: always, sample: hash x}
     statements: {description: Statements sent for targets, type: int, returned: always, sample: 40}
+    hash_ms: {description: Hashing the targets' rows (all connections), type: int, returned: when hashed,
+              sample: 210}
+    hash_connections: {description: Connections that hashed (this one and the workers), type: int,
+                       returned: when hashed, sample: 2}
 failed_stage:
   description: Where it failed (allowlist, options, connect, session, proof, targets, counters, write_proof,
     clone_probe).

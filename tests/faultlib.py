@@ -116,23 +116,34 @@ def exclusive_lock(lab: Lab, db: str, table: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stop_server_when_waiting(lab: Lab, db: str, timeout: float = 60.0) -> Iterator[list[int]]:
+def stop_server_when_waiting(lab: Lab, db: str, timeout: float = 60.0,
+                             done_on: str | None = None) -> Iterator[list[int]]:
     """A watcher thread that stops the lab server (lab.sh down) as soon as our backend (application_name
-    'gate0') on `db` waits on a lock: gate0 is certainly in the middle of its work on `db`. Yields the
-    pids it saw (empty: it never fired). Bounded: gives up after `timeout` seconds."""
+    'gate0') on `db` waits on a lock: gate0 is certainly in the middle of its work on `db`. With
+    `done_on`, only once gate0 was seen on that database too and has left it (its work there is done).
+    Yields the pids it saw (empty: it never fired). Bounded: gives up after `timeout` seconds."""
     seen: list[int] = []
     stop = threading.Event()
 
     def watch() -> None:
         conn = lab.connect("postgres")
         deadline = time.monotonic() + timeout
+        was_on = False
         try:
             with conn.cursor() as cur:
                 while not stop.is_set() and time.monotonic() < deadline:
                     cur.execute("SELECT pg_stat_clear_snapshot()")
                     cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'gate0' "
                                 "AND datname = %s AND wait_event_type = 'Lock'", (db,))
-                    seen.extend(r[0] for r in cur.fetchall())
+                    waiting = [r[0] for r in cur.fetchall()]
+                    if done_on is not None:
+                        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0' "
+                                    "AND datname = %s", (done_on,))
+                        on = cur.fetchone()[0] > 0
+                        was_on = was_on or on
+                        if on or not was_on:
+                            waiting = []
+                    seen.extend(waiting)
                     if seen:
                         break
                     time.sleep(0.02)

@@ -91,14 +91,15 @@ def test_server_down_before_the_run(lab: Lab, pass_wall: float, unchanged, tmp_p
 
 def test_server_stopped_between_production_and_clone_gates(lab: Lab, pass_wall: float, unchanged,
                                                            tmp_path: Path) -> None:
-    """gate0_observe runs production, then the clone, in one module call: the server is stopped once
-    the production part is done and the clone part is certainly under way (blocked on a lock)."""
+    """gate0_observe fingerprints production while it observes the clone, in one module call: the
+    server is stopped once the production part's transaction is done and the clone part is certainly
+    under way (blocked on a lock)."""
     take, check = unchanged
     take()
     waits = {"gate0_lock_timeout": 30000, "gate0_statement_timeout": 30000}
     try:
         with exclusive_lock(lab, CLONE_DB, "event_type_registry"), \
-                stop_server_when_waiting(lab, CLONE_DB) as stopped:
+                stop_server_when_waiting(lab, CLONE_DB, done_on=PROD_DB) as stopped:
             run = run_gate(tmp_path, waits)
     finally:
         lab_sh("up")

@@ -1,7 +1,8 @@
 """pg_fingerprint's work (library/pg_fingerprint.py, and gate0_observe's production part).
 
-A read-only fingerprint of a production PostgreSQL database: one connection, one REPEATABLE READ READ
-ONLY transaction, counts and content hashes, the read-only proof, the clone probe. `observe(params)`
+A read-only fingerprint of a production PostgreSQL database: one REPEATABLE READ READ ONLY transaction
+(the leader: counts, the read-only proof, the clone probe) whose snapshot hash workers import to hash
+the targets' rows in parallel, each under the same settings and proofs. `observe(params)`
 never raises: a failure is a result with `failed`, a one-line `msg` and `failed_stage`.
 """
 
@@ -10,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.gate0.core.plugins.module_utils import gate0_pg as pg
@@ -60,6 +64,7 @@ class Timer:
         self.statements = 0
         self.longest_ms = 0
         self.longest = ""
+        self.lock = threading.Lock()  # the leader and its hash workers share one
 
     def run(self, cur: Any, what: str, query: Any, params: Any = None) -> list[tuple]:
         """Run one statement; it is counted and timed even when it fails (a statement timeout is
@@ -70,9 +75,10 @@ class Timer:
             return cur.fetchall()
         finally:
             ms = pg.elapsed_ms(start)
-            self.statements += 1
-            if ms >= self.longest_ms:
-                self.longest_ms, self.longest = ms, what
+            with self.lock:
+                self.statements += 1
+                if ms >= self.longest_ms:
+                    self.longest_ms, self.longest = ms, what
 
 
 def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -96,6 +102,10 @@ def check_options(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         pg.check_timeouts(params)
     except GateError as exc:
         raise Stage("options", str(exc)) from None
+    workers = params.get("hash_workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= HASH_WORKERS_MAX:
+        raise Stage("options", f"checking options: hash_workers must be a number in 1..{HASH_WORKERS_MAX}, "
+                    f"got {workers!r}")
     targets = params["targets"] or {}
     if not targets:
         raise Stage("options", "checking options: targets is empty")
@@ -227,61 +237,6 @@ def hash_blocks(cur: Any, rel: dict[str, Any]) -> tuple[int, float | None]:
     return int(blocks or 0), (float(per_block) if per_block else None)
 
 
-def hash_target(
-    cur: Any,
-    timer: Timer,
-    name: str,
-    spec: dict[str, Any],
-    rel: dict[str, Any],
-    params: dict[str, Any],
-    expected_rows: int,
-) -> str:
-    """Order-independent content hash in block ranges: '<rows>:<sum of row hashes mod 2^64>'.
-
-    Each statement sums the row hashes of one range of blocks (`ctid` ranges: a TID range scan, as
-    fast as a sequential scan, from PostgreSQL 14), the last range open-ended. Every row visible to the
-    snapshot has exactly one `ctid`, so the ranges count each row once; the rows hashed must equal the
-    rows counted in the same snapshot.
-    """
-    if rel.get("kind") not in TABLE_KINDS:
-        raise GateError(f"hashing target {name!r} ({rel['name']}): only a table, a partitioned table or a "
-                        "materialized view can be hashed (hash: false counts a view)")
-    nblocks, per_block = hash_blocks(cur, rel)
-    # This statement has parameters: a literal % in the condition must reach the server as %.
-    cond = (spec.get("where") or "").replace("%", "%%")
-    where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
-    upper = sql.SQL(" AND t.ctid < %s::tid")
-    ranged = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=upper, where=where)
-    last = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=sql.SQL(""), where=where)
-    budget_ms = max(1, int(params["statement_timeout"] * HASH_STATEMENT_SHARE))
-    rows_per_block = max(1.0, per_block or (expected_rows / nblocks if nblocks else 1.0))
-    chunk = max(HASH_MIN_ROWS, min(HASH_MAX_ROWS, int(params["hash_chunk_rows"])))
-    total_rows, total, block = 0, 0, 0
-    for _ in range(nblocks + 2):
-        span = max(1, int(chunk / rows_per_block))
-        start = time.monotonic()
-        if block + span >= nblocks:
-            n, part = timer.run(cur, f"hash {name}", last, (f"({block},0)",))[0]
-        else:
-            n, part = timer.run(cur, f"hash {name}", ranged, (f"({block},0)", f"({block + span},0)"))[0]
-        total_rows += int(n)
-        total = (total + int(part)) % (1 << 64)
-        if block + span >= nblocks:
-            break
-        block += span
-        ms = pg.elapsed_ms(start)
-        if ms > budget_ms and chunk > HASH_MIN_ROWS:
-            chunk = max(HASH_MIN_ROWS, chunk // 2)
-        elif ms < budget_ms / 4:
-            chunk = min(HASH_MAX_ROWS, chunk * 2)
-    if total_rows != expected_rows:
-        raise GateError(
-            f"hashing target {name!r} ({rel['name']}): hashed {total_rows} rows, counted "
-            f"{expected_rows} in the same snapshot"
-        )
-    return f"{total_rows}:{total:016x}"
-
-
 def target_relations(cur: Any, targets: dict[str, dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
     """Resolve every target and the tables it depends on (a view's base tables); fills
     `target_tables`, `volatile` and `_table_oids` in `result`. Returns the resolved relations."""
@@ -306,10 +261,11 @@ def target_relations(cur: Any, targets: dict[str, dict[str, Any]], result: dict[
 
 def fingerprint_targets(
     cur: Any, timer: Timer, targets: dict[str, dict[str, Any]], params: dict[str, Any],
-    result: dict[str, Any], rels: dict[str, Any],
+    result: dict[str, Any], rels: dict[str, Any], crew: HashCrew | None,
 ) -> None:
+    """Count every target, then hash the hashed ones (hash_targets: the leader and its crew)."""
     counts: dict[str, int] = {}
-    hashes: dict[str, str] = {}
+    jobs: list[HashJob] = []
     for name, spec in targets.items():
         rel = rels.get(name) if spec.get("relation") else None
         what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
@@ -319,12 +275,379 @@ def fingerprint_targets(
             else:
                 counts[name] = count_target(cur, timer, name, spec, rel)
             if spec.get("hash"):
-                hashes[name] = hash_target(cur, timer, name, spec, rel, params, counts[name])
+                jobs.append(plan_hash(cur, name, spec, rel, params, counts[name]))
         except psycopg2.Error as exc:
             raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
         except GateError as exc:
             raise Stage("targets", str(exc)) from None
+    hashes = hash_targets(cur, timer, jobs, crew, result)
     result.update(counts=counts, hashes=hashes)
+
+
+# --- the content hash: block ranges over one snapshot, in parallel ---------------------------------------
+# A hashed target's rows are summed in ranges of blocks (`ctid` ranges: a TID range scan, as fast as a
+# sequential scan, from PostgreSQL 14), the last range open-ended. Every row visible to the snapshot
+# has exactly one `ctid`, so the ranges count each row once; the rows hashed must equal the rows
+# counted in the same snapshot. The sum does not depend on the order of the ranges or on who hashed
+# them, so the digest is the same for any number of connections.
+#
+# The ranges are handed out one at a time (HashPool) to the leader - the transaction that counts the
+# rows - and to up to hash_workers - 1 more connections, the hash workers (HashCrew). A worker opens
+# its own REPEATABLE READ READ ONLY transaction as the same role on the same server and database,
+# imports the leader's snapshot before any query (pg_export_snapshot() / SET TRANSACTION SNAPSHOT, as
+# pg_dump -j and pgcopydb do: it sees exactly the rows the leader counts), sets and reads back the same
+# timeouts and pinned formats, makes the same read-only proof, and before its ROLLBACK proves it wrote
+# nothing. The crew starts after the leader listed the idle sessions (it never counts its workers) and
+# while the leader resolves and counts the targets, so the workers are ready when the hashing starts.
+HASH_WORKERS_MAX = 8
+# One more connection and one more core of production at most, by default: hashing takes about half
+# the time on a server with a core to spare, and gate0 takes no more of production unless asked.
+HASH_WORKERS_DEFAULT = 2
+# A worker costs a connection, a transaction and its read-only proof (about 0.1 s of a core on the
+# lab) and saves about half of what is left to hash when it is ready: one connection is used per this
+# many rows to hash (the planner's estimate), up to hash_workers. On the lab's 2 cores a worker for the
+# seed's 200,000 rows gained nothing measurable (README's Performance); for 2,000,000 rows, 1.5-1.7 x.
+HASH_ROWS_PER_WORKER = 500_000
+# With workers, each target is cut into at least this many ranges per connection, so that the work
+# spreads over them (a range still holds HASH_MIN_ROWS rows at least).
+RANGES_PER_CONNECTION = 3
+# While it waits for its workers the leader runs a trivial statement this often, so that its session
+# (whose snapshot the workers import) never idles towards idle_in_transaction_session_timeout.
+LEADER_KEEPALIVE_S = 0.5
+
+
+class HashJob:
+    """One hashed target's block ranges, handed out one at a time and sized to the statement budget.
+
+    Each statement aims at HASH_STATEMENT_SHARE of statement_timeout: the next range is halved after a
+    statement over it and doubled after one under a quarter of it.
+    """
+
+    def __init__(self, name: str, spec: dict[str, Any], rel: dict[str, Any], blocks: tuple[int, float | None],
+                 params: dict[str, Any], expected_rows: int) -> None:
+        self.name, self.rel, self.expected_rows = name, rel, expected_rows
+        self.nblocks, per_block = blocks
+        # This statement has parameters: a literal % in the condition must reach the server as %.
+        cond = (spec.get("where") or "").replace("%", "%%")
+        where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
+        upper = sql.SQL(" AND t.ctid < %s::tid")
+        self.ranged = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=upper, where=where)
+        self.last = sql.SQL(HASH_CHUNK_SQL).format(rel=_rel_sql(rel), upper=sql.SQL(""), where=where)
+        self.budget_ms = max(1, int(params["statement_timeout"] * HASH_STATEMENT_SHARE))
+        self.rows_per_block = max(1.0, per_block or (expected_rows / self.nblocks if self.nblocks else 1.0))
+        # The rows a scan of every range reads (a `where` may keep fewer).
+        self.work_rows = max(expected_rows, int(self.rows_per_block * self.nblocks))
+        self.max_chunk = HASH_MAX_ROWS
+        self.chunk = max(HASH_MIN_ROWS, min(HASH_MAX_ROWS, int(params["hash_chunk_rows"])))
+        self.block = 0
+        self.handed_all = False
+        self.rows = 0
+        self.total = 0
+
+    @property
+    def what(self) -> str:
+        return f"target {self.name!r} ({self.rel['name']})"
+
+    def share(self, connections: int) -> None:
+        """Cut the ranges so that `connections` connections each get several."""
+        if connections > 1:
+            self.max_chunk = max(HASH_MIN_ROWS, self.work_rows // (connections * RANGES_PER_CONNECTION))
+            self.chunk = min(self.chunk, self.max_chunk)
+
+    def next_range(self) -> tuple[Any, tuple[str, ...]] | None:
+        """The next range's statement and bounds; None once the open-ended last one was handed out.
+        Each call moves on by at least one block: at most nblocks + 1 ranges."""
+        if self.handed_all:
+            return None
+        span = max(1, int(self.chunk / self.rows_per_block))
+        lower = f"({self.block},0)"
+        if self.block + span >= self.nblocks:
+            self.handed_all = True
+            return self.last, (lower,)
+        self.block += span
+        return self.ranged, (lower, f"({self.block},0)")
+
+    def record(self, rows: Any, part: Any, ms: int) -> None:
+        """Add one range's rows and hash sum; size the next range by this one's time."""
+        self.rows += int(rows)
+        self.total = (self.total + int(part)) % (1 << 64)
+        if ms > self.budget_ms and self.chunk > HASH_MIN_ROWS:
+            self.chunk = max(HASH_MIN_ROWS, self.chunk // 2)
+        elif ms < self.budget_ms / 4:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+
+    def result(self) -> str:
+        """'<rows>:<sum of row hashes mod 2^64>'; raises GateError unless every counted row was hashed."""
+        if self.rows != self.expected_rows:
+            raise GateError(f"hashing {self.what}: hashed {self.rows} rows, counted {self.expected_rows} in "
+                            "the same snapshot")
+        return f"{self.rows}:{self.total:016x}"
+
+
+class HashPool:
+    """Every hashed target's ranges, handed out under one lock to the leader and the workers.
+
+    The leader publishes the jobs once it counted the targets (workers wait for them); the first
+    failure stops the handing out and keeps its job (None: a worker failed outside a range) and cause.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[HashJob] | None = None
+        self.cond = threading.Condition()
+        self.in_flight = 0
+        self.failure: tuple[HashJob | None, str] | None = None
+        self.conns: list[Any] = []
+
+    def publish(self, jobs: list[HashJob]) -> None:
+        """The jobs, largest first (the small ones then fill the connections' last gaps)."""
+        with self.cond:
+            if self.jobs is None:
+                self.jobs = sorted(jobs, key=lambda job: -job.work_rows)
+            self.cond.notify_all()
+
+    def take(self, wait_s: float = 0.0) -> tuple[HashJob, Any, tuple[str, ...]] | None:
+        """The next range, or None when none is left, the pool failed, or no jobs came within wait_s."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.jobs is not None or self.failure is not None, timeout=wait_s)
+            if self.failure is not None or self.jobs is None:
+                return None
+            for job in self.jobs:
+                taken = job.next_range()
+                if taken is not None:
+                    self.in_flight += 1
+                    return job, taken[0], taken[1]
+            return None
+
+    def handed_all(self) -> bool:
+        """Nothing left to hand out: a worker still starting has nothing to do."""
+        with self.cond:
+            if self.failure is not None:
+                return True
+            return self.jobs is not None and all(job.handed_all for job in self.jobs)
+
+    def done(self, job: HashJob, rows: Any, part: Any, ms: int) -> None:
+        with self.cond:
+            job.record(rows, part, ms)
+            self.in_flight -= 1
+            self.cond.notify_all()
+
+    def fail(self, job: HashJob | None, why: str, took: bool = False) -> None:
+        with self.cond:
+            if took:
+                self.in_flight -= 1
+            if self.failure is None:
+                self.failure = (job, why)
+            self.cond.notify_all()
+
+    def failed_what(self) -> str:
+        """What the failure message names: the failed range's target, else the targets not yet hashed."""
+        job = self.failure[0] if self.failure else None
+        if job is not None:
+            return job.what
+        jobs = self.jobs or []
+        unfinished = [j for j in jobs if not j.handed_all or j.rows != j.expected_rows] or jobs
+        if not unfinished:
+            return "the targets"
+        more = f" and {len(unfinished) - 1} more hashed target(s)" if len(unfinished) > 1 else ""
+        return unfinished[0].what + more
+
+
+def hash_ranges(cur: Any, timer: Timer, pool: HashPool, who: str, wait_s: float = 0.0) -> int:
+    """Hash ranges from the pool until none is left or one failed (a failure stops the pool).
+    Returns how many ranges this connection hashed."""
+    ranges = 0
+    while True:  # bounded: each take() hands out another of a bounded set of ranges
+        taken = pool.take(wait_s)
+        if taken is None:
+            return ranges
+        job, query, bounds = taken
+        start = time.monotonic()
+        try:
+            n, part = timer.run(cur, f"hash {job.name}", query, bounds)[0]
+        except psycopg2.Error as exc:
+            pool.fail(job, f"{who}{pg.one_line(exc)}", took=True)
+            return ranges
+        pool.done(job, n, part, pg.elapsed_ms(start))
+        ranges += 1
+
+
+def plan_hash(cur: Any, name: str, spec: dict[str, Any], rel: dict[str, Any], params: dict[str, Any],
+              expected_rows: int) -> HashJob:
+    """A target's hash job: its blocks and rows per block, read in the leader's snapshot."""
+    if rel.get("kind") not in TABLE_KINDS:
+        raise GateError(f"hashing target {name!r} ({rel['name']}): only a table, a partitioned table or a "
+                        "materialized view can be hashed (hash: false counts a view)")
+    return HashJob(name, spec, rel, hash_blocks(cur, rel), params, expected_rows)
+
+
+def rows_to_hash(cur: Any, targets: dict[str, dict[str, Any]]) -> int:
+    """The planner's estimate of the rows the hashed targets hold (leaf partitions included; a table
+    never analyzed counted at 100 bytes a row). Sizes the crew only: a missing relation counts 0 here
+    and is named when the targets are resolved."""
+    names = [sql.Identifier(*pg.split_relation(s["relation"])).as_string(cur)
+             for s in targets.values() if s.get("hash") and s.get("relation")]
+    cur.execute(
+        "WITH r AS (SELECT to_regclass(n) AS oid FROM unnest(%s::text[]) AS n), "
+        "l AS (SELECT oid AS relid FROM r WHERE oid IS NOT NULL UNION "
+        "SELECT p.relid FROM r, LATERAL pg_partition_tree(r.oid) AS p WHERE p.isleaf) "
+        "SELECT COALESCE(sum(CASE WHEN c.reltuples >= 0 THEN c.reltuples "
+        "ELSE pg_relation_size(c.oid) / 100 END), 0)::bigint FROM l JOIN pg_class AS c ON c.oid = l.relid",
+        (names,),
+    )
+    return int(cur.fetchone()[0])
+
+
+class HashCrew:
+    """The leader's hash workers: started before the targets are counted, finished once."""
+
+    def __init__(self, count: int, leader: dict[str, Any], params: dict[str, Any], timer: Timer,
+                 wait_s: float) -> None:
+        self.count, self.leader, self.params, self.timer, self.wait_s = count, leader, params, timer, wait_s
+        self.pool = HashPool()
+        self.reports: list[dict[str, Any]] = [{"worker": i} for i in range(2, count + 1)]
+        self.threads = [threading.Thread(target=self.work, args=(r,), name=f"gate0-hash-{r['worker']}",
+                                         daemon=True) for r in self.reports]
+        self.finished = False
+        self.started = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+
+    def work(self, report: dict[str, Any]) -> None:
+        """One hash worker's whole life (a thread): connect, import the snapshot, prove, hash, prove it
+        wrote nothing, roll back, close. Never raises: a failure stops the pool with a one-line cause."""
+        who = f"hash worker {report['worker']} of {self.count}: "
+        leader, pool = self.leader, self.pool
+        conn = None
+        try:
+            conn = pg.connect(leader["params"])
+            with pool.cond:
+                pool.conns.append(conn)
+            if pool.handed_all():
+                return
+            settings = pg.begin(conn, leader["params"], read_only=True, isolation="REPEATABLE READ",
+                                snapshot=leader["snapshot"])
+            report["settings_ok"] = settings["transaction_read_only"] == "on"
+            cur = conn.cursor()
+            same_session(cur, leader)
+            proof = gate0_readonly.read_only_proof(cur, int(leader["identity"]["version_num"]))
+            report["read_only_proof_ok"] = proof["ok"]
+            if (proof["ok"], proof["role"]) != tuple(leader["proof"]):
+                raise GateError(f"its read-only proof ({proof['ok']}, role {proof['role']!r}) differs from "
+                                f"the leader's {tuple(leader['proof'])}")
+            report["ready_ms"] = pg.elapsed_ms(self.started)
+            report["ranges"] = hash_ranges(cur, self.timer, pool, who, self.wait_s)
+            report["xid_assigned"] = pg.xid_assigned(cur)
+            if report["xid_assigned"] is not None:
+                raise GateError("proving its transaction wrote nothing: pg_current_xact_id_if_assigned() = "
+                                f"{report['xid_assigned']!r}")
+        except GateError as exc:
+            pool.fail(None, f"{who}{exc}")
+        except psycopg2.Error as exc:
+            pool.fail(None, f"{who}{pg.one_line(exc)}")
+        except Exception as exc:  # a thread must not die with a traceback: one line, the pool stops
+            pool.fail(None, f"{who}unexpected {type(exc).__name__}: {pg.one_line(exc)}")
+        finally:
+            if conn is not None:
+                try:
+                    pg.rollback(conn)
+                    report["rolled_back"] = True
+                except GateError:
+                    report["rolled_back"] = False
+                with contextlib.suppress(Exception):
+                    conn.close()
+            with pool.cond:
+                pool.cond.notify_all()
+
+    def finish(self, cur: Any) -> None:
+        """Join every worker (once), keeping the leader's session busy meanwhile. Bounded by what a
+        worker's life may take (a connection, its proof, a range): past it the workers' statements are
+        cancelled and the pool fails. Never raises."""
+        if self.finished:
+            return
+        self.finished = True
+        self.pool.publish([])  # the leader stopped before publishing its jobs: nothing to hash
+        limit_s = self.params["connect_timeout"] + self.wait_s + 3 * self.params["statement_timeout"] / 1000
+        deadline = time.monotonic() + limit_s
+        leader_ok = True
+        while any(t.is_alive() for t in self.threads):
+            if time.monotonic() > deadline:
+                self.pool.fail(None, f"hash workers still running after {limit_s:.0f} s: cancelled")
+                with self.pool.cond:
+                    for conn in self.pool.conns:
+                        with contextlib.suppress(Exception):
+                            conn.cancel()
+                for thread in self.threads:
+                    thread.join(timeout=2)
+                return
+            with self.pool.cond:
+                self.pool.cond.wait(LEADER_KEEPALIVE_S)
+            if leader_ok and any(t.is_alive() for t in self.threads):
+                try:
+                    cur.execute("SELECT 1")
+                except psycopg2.Error:
+                    leader_ok = False  # the leader's own failure is reported by its caller
+
+
+def start_crew(cur: Any, params: dict[str, Any], targets: dict[str, dict[str, Any]], result: dict[str, Any],
+               timer: Timer) -> HashCrew | None:
+    """Export the leader's snapshot and start its hash workers: one per HASH_ROWS_PER_WORKER rows to
+    hash, up to hash_workers - 1. None when no worker is needed (the leader hashes alone). Runs outside
+    any savepoint (a subtransaction cannot export its snapshot), after the idle sessions were listed."""
+    workers = int(params.get("hash_workers") or 1)
+    if workers <= 1 or not any(s.get("hash") for s in targets.values()):
+        return None
+    count = min(workers, math.ceil(rows_to_hash(cur, targets) / HASH_ROWS_PER_WORKER))
+    if count <= 1:
+        return None
+    cur.execute("SELECT pg_export_snapshot(), current_user::text, session_user::text")
+    snapshot, current_user, session_user = cur.fetchone()
+    proof = result.get("read_only_proof") or {}
+    worker_params = dict(params)
+    if params.get("login_container") and not params.get("login_unix_socket"):
+        # The container's address, found once for every worker.
+        worker_params.update(login_host=pg.login_host(params), login_container="")
+    leader = {"snapshot": snapshot, "users": (current_user, session_user), "identity": result["identity"],
+              "proof": (proof.get("ok"), proof.get("role")), "params": worker_params}
+    # A worker waits for the leader's jobs at most as long as counting every target may take.
+    wait_s = (len(targets) + 1) * params["statement_timeout"] / 1000
+    return HashCrew(count, leader, params, timer, wait_s)
+
+
+def same_session(cur: Any, leader: dict[str, Any]) -> None:
+    """The worker is the leader's role on the leader's server and database; raises GateError if not."""
+    cur.execute("SELECT current_user::text, session_user::text")
+    users = tuple(cur.fetchone())
+    identity = pg.server_identity(cur)
+    if users != tuple(leader["users"]) or identity != leader["identity"]:
+        def where(ident: dict[str, Any], user: str) -> str:
+            return f"{ident.get('database')!r} on {ident.get('address')}:{ident.get('port')} as {user!r}"
+        raise GateError(f"reached {where(identity, users[0])}, not the leader's "
+                        f"{where(leader['identity'], leader['users'][0])}")
+
+
+def hash_targets(cur: Any, timer: Timer, jobs: list[HashJob], crew: HashCrew | None,
+                 result: dict[str, Any]) -> dict[str, str]:
+    """Every job's hash, by the leader and its crew; raises Stage naming the target and the cause."""
+    pool = crew.pool if crew is not None else HashPool()
+    connections = crew.count if crew is not None else 1
+    for job in jobs:
+        job.share(connections)
+    start = time.monotonic()
+    pool.publish(jobs)
+    try:
+        ranges = hash_ranges(cur, timer, pool, "")
+    finally:
+        if crew is not None:
+            crew.finish(cur)
+        result.setdefault("timings", {}).update(hash_ms=pg.elapsed_ms(start), hash_connections=connections,
+                                                hash_rows=sum(job.work_rows for job in jobs))
+    result["timings"]["hash_leader_ranges"] = ranges
+    if pool.failure is not None:
+        raise Stage("targets", f"fingerprinting {pool.failed_what()}: {pool.failure[1]}")
+    try:
+        return {job.name: job.result() for job in jobs}
+    except GateError as exc:
+        raise Stage("targets", str(exc)) from None
 
 
 # --- writers during the fingerprint -----------------------------------------------------------------
@@ -560,17 +883,26 @@ def in_transaction(
         timings["proof_ms"] = pg.elapsed_ms(start)
         stage = "targets"
         start = time.monotonic()
-        cur.execute("SAVEPOINT gate0_targets")
         try:
+            crew = start_crew(cur, params, targets, result, timer)
+        except (GateError, psycopg2.Error) as exc:
+            why = str(exc) if isinstance(exc, GateError) else pg.one_line(exc)
+            raise Stage("targets", f"starting the hash workers (hash_workers 1 starts none): {why}") from None
+        try:
+            cur.execute("SAVEPOINT gate0_targets")
             rels = target_relations(cur, targets, result)
             writers_seen(cur, quiet_tables(result, targets), "start", result)
-            fingerprint_targets(cur, timer, targets, params, result, rels)
+            fingerprint_targets(cur, timer, targets, params, result, rels, crew)
         except Stage:
             # Best effort: on a terminated connection this fails too, and the first cause is the one
             # to report (not "cursor already closed").
             with contextlib.suppress(psycopg2.Error):
                 cur.execute("ROLLBACK TO SAVEPOINT gate0_targets")
             raise
+        finally:
+            if crew is not None:  # (stopped before hashing: its workers end, hashing nothing)
+                crew.finish(cur)
+                result["session"]["hash_workers"] = crew.reports
         timings["targets_ms"] = pg.elapsed_ms(start)
         stage = "counters"
         result["counters"], result["stats_reset"] = read_counters(cur, result["_table_oids"])
@@ -590,6 +922,10 @@ def prove_and_roll_back(cur: Any, result: dict[str, Any]) -> None:
         session.update(xid_assigned=xid, wrote_nothing=xid is None)
     except psycopg2.Error as exc:
         session.update(xid_assigned=None, wrote_nothing=False, proof_error=pg.one_line(exc))
+    for worker in session.get("hash_workers") or []:
+        if worker.get("xid_assigned") is not None:
+            session.update(wrote_nothing=False, proof_error=f"hash worker {worker['worker']}: xid "
+                           f"{worker['xid_assigned']!r} assigned")
     try:
         cur.execute("ROLLBACK")
         session["rolled_back"] = True
@@ -624,8 +960,13 @@ def in_one_transaction(
     return None
 
 
-def run(params: dict[str, Any], result: dict[str, Any]) -> None:
-    """The whole fingerprint; fills `result` as it goes and raises Stage on failure."""
+def run(params: dict[str, Any], result: dict[str, Any],
+        before_probe: Callable[[], Any] | None = None) -> None:
+    """The whole fingerprint; fills `result` as it goes and raises Stage on failure.
+
+    `before_probe` is called before the clone probe connects to the clone (gate0_observe waits there
+    for its clone part to end: the clone must not see the probe while it counts its sessions).
+    """
     start = time.monotonic()
     timer = Timer()
     timings: dict[str, Any] = {}
@@ -641,6 +982,8 @@ def run(params: dict[str, Any], result: dict[str, Any]) -> None:
         pending = in_one_transaction(params, targets, result, timings, timer, start)
         if params.get("clone_database") and "clone_unreachable" in result:
             # After our transaction ended, whatever happened in it: the clone must refuse us.
+            if before_probe is not None:
+                before_probe()
             probe_start = time.monotonic()
             result["clone_unreachable"]["attempt"] = clone_attempt(params)
             timings["clone_probe_ms"] = pg.elapsed_ms(probe_start)
@@ -676,17 +1019,19 @@ def argument_spec() -> dict[str, Any]:
         targets={"type": "dict", "required": True},
         baseline={"type": "dict", "default": {}},
         hash_chunk_rows={"type": "int", "default": 50000},
+        hash_workers={"type": "int", "default": HASH_WORKERS_DEFAULT},
     )
     return spec
 
 
-def observe(params: dict[str, Any]) -> dict[str, Any]:
-    """The whole fingerprint as a module result: on failure `failed`, one-line `msg`, `failed_stage`."""
+def observe(params: dict[str, Any], before_probe: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """The whole fingerprint as a module result: on failure `failed`, one-line `msg`, `failed_stage`.
+    `before_probe`: see run()."""
     result: dict[str, Any] = {"changed": False}
     if not HAS_PSYCOPG2:
         return {**result, "failed": True, "msg": pg.PSYCOPG2_HINT, "failed_stage": "options"}
     try:
-        run(params, result)
+        run(params, result, before_probe)
     except Stage as exc:
         result.update(failed=True, msg=f"pg_fingerprint: {exc}", failed_stage=exc.stage)
     except GateError as exc:

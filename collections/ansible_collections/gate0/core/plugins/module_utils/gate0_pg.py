@@ -155,10 +155,13 @@ def connect(params: dict[str, Any]) -> Any:
 
 
 def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
-          isolation: str = "REPEATABLE READ") -> dict[str, str]:
+          isolation: str = "REPEATABLE READ", snapshot: str | None = None) -> dict[str, str]:
     """Start the gate's transaction, SET LOCAL the timeouts and pinned formats, and read them back.
 
-    Returns the settings as the server reports them; raises GateError if any did not take.
+    `snapshot`: a snapshot another transaction exported (pg_export_snapshot()), imported first,
+    before any query (SET TRANSACTION SNAPSHOT allows nothing before it): this transaction then sees
+    exactly what the exporter sees. Returns the settings as the server reports them; raises GateError
+    if any did not take.
     """
     mode = "READ ONLY" if read_only else "READ WRITE"
     if isolation not in ("REPEATABLE READ", "READ COMMITTED", "SERIALIZABLE"):
@@ -171,6 +174,8 @@ def begin(conn: Any, params: dict[str, Any], read_only: bool = True,
     cur = conn.cursor()
     try:
         cur.execute(f"BEGIN ISOLATION LEVEL {isolation} {mode}")
+        if snapshot is not None:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         for name, value in wanted.items():
             cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         cur.execute(
