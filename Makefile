@@ -108,7 +108,7 @@ test-tools:
 
 # Every part runs whatever failed before it; the closing lines name each failing part (exit 1).
 # TEST_PARTS narrows it, e.g. `make test TEST_PARTS="lint pytest"`; root-only tests: README "Two commands".
-TEST_PARTS ?= lint pytest test-matrix-others
+TEST_PARTS ?= lint pytest test-matrix-others test-directus
 test: venv pg
 	@MAKE="$(MAKE)" tests/make_test.sh $(TEST_PARTS)
 
@@ -128,8 +128,9 @@ test-matrix-others: venv pg
 	@tests/matrix.sh --skip-default $(if $(strip $(MATRIX_FOCUS)),--focus $(MATRIX_FOCUS)) $(MATRIX)
 
 # A real Directus (npm registry, pinned 11.3.5, cached in .cache/directus, ~470 MB) and the tests that
-# gate it (tests/test_directus.py, marker `directus`): not part of `make test` (the install alone
-# takes minutes). Root: Directus runs in network namespaces with only `lo`.
+# gate it (tests/test_directus.py, marker `directus`): the last part of `make test` (the first install
+# takes minutes). Root: Directus runs in network namespaces with only `lo` (as another user the tests
+# skip, saying so).
 directus:
 	@start=$$(date +%s); tests/directus/setup.sh >/dev/null && \
 	echo "gate0: Directus ready in .cache/directus ($$(( $$(date +%s) - start )) s)"

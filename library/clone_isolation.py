@@ -60,6 +60,13 @@ options:
     description: Run the rolled-back probe insert into the outbox (after the server-side guard).
     type: bool
     default: true
+  quiet_window:
+    description:
+      - Seconds to wait, connection held, between the first reading and the final re-check (sessions,
+        dispatch, leases, the session counter), so that the evidence covers at least this window
+        (an app that connects every N seconds is seen with a window over N). 0 re-checks at once.
+    type: float
+    default: 0
   app_role:
     description: The application's database role; its CONNECT privilege on the clone is read.
     type: str

@@ -61,6 +61,15 @@ options:
     description: Rows returned per statement at most (the statement itself is not limited).
     type: int
     default: 1000
+  quiet_since:
+    description:
+      - The clone's session counter as gate0 last read it (C(pg_stat_database.sessions), C(stats_reset),
+        C(own_after), C(database), C(database_oid), C(at), C(by)). Right after connecting, before any
+        statement, the module reads the counter again and refuses unless exactly one more session was
+        established since (its own, plus C(own_after) sessions gate0 opened after that reading) and the
+        statistics were not reset. Proves that no app connected to the clone in between, even one that
+        came and went. Omitted, the counter is only read and returned.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -128,6 +137,13 @@ identity:
       description: The cluster's system identifier when the role may read it, else null.
       type: str
       sample: null
+sessions:
+  description:
+    - The clone's C(pg_stat_database.sessions) and C(stats_reset) read right after connecting, this
+      module's own session included (the next gate0 connection compares with it).
+  type: dict
+  returned: success
+  sample: {sessions: 42, stats_reset: null}
 mode:
   description: The mode the transaction ended with.
   type: str
@@ -189,7 +205,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gate0.core.plugins.module_utils import gate0_pg
+from ansible_collections.gate0.core.plugins.module_utils import gate0_interval, gate0_pg
 
 GateError = gate0_pg.GateError
 
@@ -279,6 +295,27 @@ def run_statements(cur: Any, statements: list[Any], max_rows: int) -> list[dict[
     return results
 
 
+def read_sessions(conn: Any) -> dict[str, Any]:
+    """The clone's session counter with this session in it (before any transaction)."""
+    try:
+        gate0_interval.settle_own_session(conn)
+        with conn.cursor() as cur:
+            return gate0_interval.sessions_established(cur)
+    except Exception as exc:
+        raise GateError(f"reading the clone's session counter: {gate0_pg.one_line(exc)}") from None
+
+
+def quiet_problem(quiet_since: dict[str, Any], identity: dict[str, Any],
+                  sessions: dict[str, Any]) -> str | None:
+    """Why the counter does not prove that nobody but gate0 connected since `quiet_since` (the one
+    rule: gate0_interval.interval_problem), on this very clone."""
+    if not gate0_interval.same_clone(quiet_since, identity):
+        return (f"its session counter was kept for {quiet_since.get('database')!r} (oid "
+                f"{quiet_since.get('database_oid')}), this is {identity['database']!r} (oid "
+                f"{identity['database_oid']})")
+    return gate0_interval.interval_problem(quiet_since, sessions)
+
+
 def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Connect, guard, verify gate0, run, end the transaction. Raises GateError."""
     gate0_pg.check_timeouts(p)
@@ -292,6 +329,7 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     start = time.monotonic()
     conn = gate0_pg.connect(p)
     try:
+        sessions = read_sessions(conn)
         gate0_pg.begin(conn, p, read_only=False, isolation="READ COMMITTED")
         with conn.cursor() as cur:
             gate0_pg.clone_guard(cur, p["login_db"], p["clone_name_prefix"])
@@ -303,6 +341,10 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 problems = identity_problems(p["gate0"], p["login_db"], identity)
                 if problems:
                     raise GateError("verifying gate0 against the clone: " + "; ".join(problems))
+            kept = p.get("quiet_since")
+            quiet = None if kept is None else quiet_problem(kept, identity, sessions)
+            if quiet:
+                raise GateError(f"proving the clone stayed quiet: {quiet}")
             skip = check_mode and p["mode"] == "commit"
             results = [] if skip else run_statements(cur, p["statements"] or [], p["max_rows"])
             wrote = gate0_pg.xid_assigned(cur) is not None
@@ -318,6 +360,7 @@ def run(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     return {
         "database": identity["database"],
         "identity": identity,
+        "sessions": sessions,
         "mode": "commit" if commit else "rollback",
         "committed": commit,
         "wrote": wrote,
@@ -338,6 +381,7 @@ def argument_spec() -> dict[str, Any]:
         gate0={"type": "dict"},
         max_age={"type": "int", "default": 3600},
         max_rows={"type": "int", "default": 1000},
+        quiet_since={"type": "dict"},
     )
     return spec
 

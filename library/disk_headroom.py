@@ -85,6 +85,14 @@ size_errors:
   type: dict
   returned: always
   sample: {directus: "reading the size of directus: permission denied for database directus"}
+sessions_opened:
+  description:
+    - The login database to the number of sessions this module opened on it (0 or 1). The gate counts
+      it as its own when it proves, from C(pg_stat_database.sessions), that nobody else connected to the
+      clone after the gate.
+  type: dict
+  returned: success
+  sample: {directus_gov_test_20261126: 1}
 timings:
   description: Milliseconds spent on the filesystem and on the server.
   type: dict

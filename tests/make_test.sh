@@ -2,7 +2,8 @@
 # gate0: `make test` — every part runs, whatever failed before it; every failing part is named at the
 # end; exit non-zero when any part failed.
 #
-#   tests/make_test.sh [PART...]     parts are Makefile targets (default: lint pytest test-matrix-others)
+#   tests/make_test.sh [PART...]     parts are Makefile targets (default: lint pytest test-matrix-others
+#                                    test-directus)
 #
 # Each part is `make PART`; its own output goes to the terminal as it runs, then one line with its
 # exit code and time. The closing line says which parts failed.
@@ -11,13 +12,14 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" || exit 1
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(lint pytest test-matrix-others)
+[ ${#parts[@]} -gt 0 ] || parts=(lint pytest test-matrix-others test-directus)
 
 describe() {
     case "$1" in
         lint) echo "lint (ruff, ansible-lint)" ;;
         pytest) echo "pytest (every test, the default lab)" ;;
         test-matrix-others) echo "the other PostgreSQL majors" ;;
+        test-directus) echo "a real Directus 11.3.5 (installed once into .cache/directus)" ;;
         *) echo "$1" ;;
     esac
 }

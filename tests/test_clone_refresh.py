@@ -82,6 +82,12 @@ def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
                      "-e", f"gate0_report_dir={tmp_path}", timeout=400)
     assert r.returncode == 0, r.stdout[-4000:]
     assert "gate0 exit PASS: production unchanged" in r.stdout
+    # A mutation on the new clone, in a later run: gate0 comes from the fact cache, for this clone.
+    # Before anybody else connects to it (the checks below do; require would refuse them).
+    apply = run_playbook("playbooks/clone_apply.yml", "-e", f"gate0_clone_database={new_clone}",
+                         "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
+    assert apply.returncode == 0, apply.stdout[-3000:]
+    assert "1 statement(s), rolled back" in " ".join(apply.stdout.split())
     # The copy: production's data, isolated.
     for table in ("system_issues", "dot_tools", "governance_object_inventory"):
         q = f"SELECT count(*) FROM {table}"
@@ -98,11 +104,6 @@ def test_refresh_copies_production_into_a_new_clone_that_passes_gate0(
     assert {c["status"] for c in first["checks"] if c["gate"] in ("clone", "disk")} == {"skipped"}
     assert [c["id"] for c in last["checks"] if c["status"] != "pass"] == []
     assert last["clone"]["database"] == new_clone
-    # A mutation on the new clone, in a later run: gate0 comes from the fact cache, for this clone.
-    apply = run_playbook("playbooks/clone_apply.yml", "-e", f"gate0_clone_database={new_clone}",
-                         "-e", '{"gate0_apply_statements": ["SELECT count(*) FROM system_issues"]}')
-    assert apply.returncode == 0, apply.stdout[-3000:]
-    assert "1 statement(s), rolled back" in " ".join(apply.stdout.split())
 
 
 def test_refresh_leaves_production_outbound_links_behind(lab: Lab, new_clone: str, tmp_path: Path) -> None:

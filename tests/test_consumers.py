@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.gate0.core.plugins.module_utils import gate0_interval
 from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import server_identity
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin, run_playbook
 
@@ -31,12 +32,31 @@ def clone_identity(lab: Lab, db: str = CLONE_DB) -> dict[str, Any]:
     return ident
 
 
+def clone_counter(lab: Lab, db: str = CLONE_DB) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The clone's identity and session counter as a gate would keep them (this session included)."""
+    conn = lab.connect(db, user="workflow_admin")
+    gate0_interval.settle_own_session(conn)
+    with conn.cursor() as cur:
+        ident = server_identity(cur)
+        reading = gate0_interval.sessions_established(cur)
+    conn.close()
+    return ident, reading
+
+
+def counted_clone(lab: Lab, now: str) -> dict[str, Any]:
+    """A gate0 record's clone section, its session counter read last (nobody connects after it)."""
+    ident, reading = clone_counter(lab)
+    return {"database": CLONE_DB, "identity": ident,
+            "sessions": gate0_interval.anchor(ident, reading, 0, now, "gate0 run test")}
+
+
 def gate0_record(lab: Lab, **over: Any) -> dict[str, Any]:
+    """A gate0 record as a passed gate signs it."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rec = {"passed": True, "run_id": "test", "checked_at": now, "host": "lab",
            "gates": ["prod", "clone", "disk"],
            "production": {"database": PROD_DB, "digest": "f" * 64, "counts": {}},
-           "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, "checks": []}
+           "clone": counted_clone(lab, now), "checks": []}
     rec.update(over)
     return receipt.sign(rec, lab.password("gate0_receipt"))
 

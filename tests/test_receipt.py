@@ -19,7 +19,7 @@ import pytest
 import yaml
 from ansible_collections.gate0.core.plugins.module_utils import gate0_decisions as gd
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin, run_playbook
-from test_consumers import clone_identity
+from test_consumers import clone_identity, counted_clone
 
 gr = load_plugin("roles/gate0/action_plugins/gate0_receipt.py")
 
@@ -227,7 +227,7 @@ def test_clone_objectives_decision() -> None:
 def lab_signed(lab: Lab, **over: Any) -> dict[str, Any]:
     """A record signed with the lab's secret, as gate0 signs it, for the clone as it is now."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    fields = {"checked_at": now, "clone": {"database": CLONE_DB, "identity": clone_identity(lab)}, **over}
+    fields = {"checked_at": now, "clone": counted_clone(lab, now), **over}
     return gr.sign(fact(**fields), lab.password("gate0_receipt"))
 
 
@@ -334,8 +334,8 @@ def test_a_receipt_for_a_dropped_and_recreated_clone_is_refused(fresh_lab: Lab, 
 
 
 def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_path: Path) -> None:
-    hand_made = fact(clone={"database": CLONE_DB, "identity": clone_identity(fresh_lab)},
-                     checked_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hand_made = fact(clone=counted_clone(fresh_lab, now), checked_at=now)
     no_key = {"GATE0_RECEIPT_SECRET": ""}  # set but empty: no key, and the inventory's is not read
     ok = apply(tmp_path, hand_made, env_extra=no_key)
     assert ok.returncode == 0, ok.stdout[-3000:]
@@ -347,8 +347,10 @@ def test_without_a_secret_the_whole_clone_gate_runs_again(fresh_lab: Lab, tmp_pa
     fresh_lab.execute(CLONE_DB, "UPDATE event_type_registry SET active = true "
                                 "WHERE event_type = (SELECT min(event_type) FROM event_type_registry)")
     bad = apply(tmp_path, hand_made, env_extra=no_key)
+    # Fails, naming the active event type; and the test's own session that made it so (the interval).
     refused(bad, "gate0 required: the whole clone gate (re-run: no receipt secret) fails: "
-                 "clone.dispatch_disabled")
+                 "clone.foreign_sessions: 1 session(s) established on the clone since clone_apply at")
+    assert "; clone.dispatch_disabled: 1 active in event_type_registry" in flat(bad.stdout)
 
 
 def test_approvals_in_production_flip_the_persistent_seed_to_go(fresh_lab: Lab, tmp_path: Path) -> None:
@@ -441,8 +443,14 @@ def test_a_receipt_signed_with_a_launch_time_key_is_refused(
 
 def test_the_forged_receipt_is_refused_only_for_its_key(lab: Lab, forged: dict[str, Any], tmp_path: Path,
                                                         ) -> None:
-    """Control: with the attacker's key where a key may come from, the same record would pass."""
-    assert apply(tmp_path, forged, env_extra={"GATE0_RECEIPT_SECRET": ATTACKER_KEY}).returncode == 0
+    """Control: with the attacker's key where a key may come from, the same record would pass (its
+    clone session counter read again: the tests before this one connected to the clone to count rows,
+    which require would refuse as sessions since the gate)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unsigned = {k: v for k, v in forged.items() if k != "receipt"}
+    counter = counted_clone(lab, now)["sessions"]
+    control = gr.sign({**unsigned, "clone": {**forged["clone"], "sessions": counter}}, ATTACKER_KEY)
+    assert apply(tmp_path, control, env_extra={"GATE0_RECEIPT_SECRET": ATTACKER_KEY}).returncode == 0
     refused(apply(tmp_path, forged),
             "gate0 receipt refused: forged or edited: the receipt's tag does not match")
 

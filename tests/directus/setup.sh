@@ -40,10 +40,27 @@ need_node() {
     local major
     major=$(node -p 'process.versions.node.split(".")[0]')
     [ "$major" -ge 18 ] || die "node $(node --version) is too old: Directus $VERSION needs node >= 18"
+    # Debian's node is a shared libnode linked against the system's libraries: a native module
+    # (isolated-vm) links against them too, so their -dev packages must be there (a fresh Debian 12
+    # failed with "cannot find -lz -lbrotlidec -lcares -lnghttp2 -licui18n").
+    if [ "$(node -p 'process.config.variables.node_shared')" = true ] && command -v dpkg >/dev/null; then
+        local dev=() pkg
+        for pkg in zlib1g-dev libbrotli-dev libc-ares-dev libnghttp2-dev libicu-dev libssl-dev libuv1-dev; do
+            dpkg -s "$pkg" >/dev/null 2>&1 || dev+=("$pkg")
+        done
+        if [ ${#dev[@]} -gt 0 ]; then
+            [ "$(id -u)" = 0 ] || die "missing ${dev[*]} to build against Debian's node (apt-get install ${dev[*]})"
+            echo "directus setup: installing ${dev[*]} (apt-get install)" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${dev[@]}" >/dev/null
+        fi
+    fi
 }
 
 if installed; then echo "$DIR"; exit 0; fi
 need_node
+# node-gyp builds against the installed Node's headers (Debian: /usr/include/node, from libnode-dev,
+# which npm pulls in), never a download from nodejs.org (only the package registries are reachable).
+if [ -f /usr/include/node/node_version.h ]; then export npm_config_nodedir=/usr; fi
 mkdir -p "$DIR"
 cd "$DIR"
 cat > package.json <<JSON
@@ -61,7 +78,10 @@ if ! timeout 1200 npm install --no-audit --no-fund --loglevel=error --ignore-scr
     die "npm install directus@$VERSION failed (log: $DIR/npm-install.log)"
 fi
 fetched=$(date +%s)
-if ! timeout 3600 npm rebuild --loglevel=error >"$DIR/npm-rebuild.log" 2>&1; then
+# Only the native modules Directus loads with PostgreSQL: argon2 (password hashes; prebuilt), sharp
+# (images; prebuilt from the registry), isolated-vm (the extensions' sandbox, loaded at start: compiles).
+# sqlite3 is never loaded with DB_CLIENT=pg: not built (it would compile for minutes more).
+if ! timeout 3600 npm rebuild argon2 isolated-vm sharp --loglevel=error >"$DIR/npm-rebuild.log" 2>&1; then
     tail -n 20 "$DIR/npm-rebuild.log" >&2
     die "building Directus' native modules failed (log: $DIR/npm-rebuild.log)"
 fi

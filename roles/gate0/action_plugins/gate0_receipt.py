@@ -14,8 +14,12 @@ An extra var gate0_receipt_secret is refused like the variables gate0 computes i
 
 The receipt is the part of the gate0 fact a consumer relies on (run, time, host, verdict, gates,
 production database and digest plus a SHA-256 of the whole production section the exit compares
-against, clone name and server identity, decisions), plus `tag` = HMAC-SHA256 over its canonical
-JSON (sorted keys, no whitespace, UTF-8).
+against, clone name, server identity and session counter, decisions), plus `tag` = HMAC-SHA256 over
+its canonical JSON (sorted keys, no whitespace, UTF-8).
+
+mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
+read it, gate0.core's gate0_interval) the same way, bound to the host; mode=verify checks such an
+entry beside the record, so a consumer compares the counter with a reading no launcher could write.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ from typing import Any
 from ansible.plugins.action import ActionBase
 
 ALG = "HMAC-SHA256"
-VERSION = 2
+VERSION = 3
 SECRET_ENV = "GATE0_RECEIPT_SECRET"  # noqa: S105 - the name of the variable, not a secret
 SECRET_VAR = "gate0_receipt_secret"  # noqa: S105 - the name of the variable, not a secret
 MIN_SECRET_CHARS = 16
 # Variables that never come from launch input: those gate0 computes itself (an extra var would replace
 # gate0's own value) and the receipt key (an extra var would let the launcher sign their own receipt).
 PROTECTED_PREFIX = "__gate0"
-PROTECTED_NAMES = ("gate0_required_record", "gate0_required", SECRET_VAR)
+PROTECTED_NAMES = ("gate0_required_record", "gate0_required", "gate0_sessions", SECRET_VAR)
+SESSIONS_KIND = "gate0-sessions"
 # Containers through which a template reaches every variable, extra vars included.
 ALL_VARS_CONTAINERS = ("vars", "hostvars")
 
@@ -98,7 +103,8 @@ def receipt_body(fact: Mapping[str, Any]) -> dict[str, Any]:
         "gates": list(fact.get("gates") or []),
         "production": {"database": prod.get("database"), "digest": prod.get("digest"),
                        "sha256": section_sha256(prod)},
-        "clone": {"database": clone.get("database"), "identity": clone.get("identity")},
+        "clone": {"database": clone.get("database"), "identity": clone.get("identity"),
+                  "sessions": clone.get("sessions")},
         "decisions": {str(k): (v or {}).get("decision") for k, v in decisions.items()},
     }
 
@@ -109,6 +115,35 @@ def sign(fact: Mapping[str, Any], secret: str) -> dict[str, Any]:
     # Plain JSON types throughout: Ansible's tagged values (each with its origin) would make the fact
     # cache several times larger and slower to read back on every task.
     return {**plain(fact), "receipt": {**body, "tag": compute_tag(body, secret) if secret else None}}
+
+
+def sessions_body(entry: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """What a `gate0_sessions` entry's tag covers: the reading, where and when, bound to the host."""
+    return {**{str(k): v for k, v in entry.items() if k != "tag"}, "kind": SESSIONS_KIND, "host": host}
+
+
+def mark(entry: Mapping[str, Any], secret: str, host: str) -> dict[str, Any]:
+    """The entry with its tag (None without a secret)."""
+    clean = plain({str(k): v for k, v in entry.items() if k != "tag"})
+    return {**clean, "tag": compute_tag(sessions_body(clean, host), secret) if secret else None}
+
+
+def sessions_problem(entry: Any, secret: str, host: str, clone_database: str) -> str | None:
+    """Why a `gate0_sessions` entry is not gate0's own reading of this clone (None when it is)."""
+    if not isinstance(entry, Mapping):
+        return f"no session counter kept for this host (got {type(entry).__name__})"
+    if entry.get("database") != clone_database:
+        return f"the kept session counter is for {entry.get('database')!r}, not {clone_database!r}"
+    if not secret:
+        return None
+    given = str(entry.get("tag") or "")
+    try:
+        want = compute_tag(sessions_body(entry, host), secret)
+    except TypeError as exc:
+        return f"the kept session counter holds a value that is not JSON ({exc})"
+    if not hmac.compare_digest(want.encode("ascii"), given.encode("utf-8")):
+        return "the kept session counter is not signed by gate0 for this host (edited, or another secret)"
+    return None
 
 
 def verify_problem(record: Any, secret: str, host: str, clone_database: str) -> str | None:
@@ -183,7 +218,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database"))
+    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database", "sessions"))
 
     def _secret(self, task_vars: dict[str, Any], extra_vars: Mapping[str, Any]) -> str:
         """GATE0_RECEIPT_SECRET when set (empty: no secret), else the variable without any extra var."""
@@ -210,18 +245,20 @@ class ActionModule(ActionBase):
         args = self._task.args
         mode = args.get("mode")
         fail = {**result, "failed": True, "changed": False}
-        if mode not in ("sign", "verify"):
-            return {**fail, "msg": f"gate0_receipt: mode must be sign or verify, got {mode!r}"}
+        if mode not in ("sign", "verify", "mark"):
+            return {**fail, "msg": f"gate0_receipt: mode must be sign, verify or mark, got {mode!r}"}
         extra_vars = self._extra_vars()
         why_not = override_problem(protected_overrides(extra_vars))
         if why_not and mode == "verify":
             return {**fail, "msg": f"gate0 refuses to accept a gate0 record: {why_not}"}
+        if why_not and mode == "mark":
+            return {**fail, "msg": f"gate0 refuses to keep a session counter: {why_not}"}
         if why_not:
             # The gate still reports what it saw, but its result is not passed and carries no tag.
             fact = dict(args.get("gate0") or {})
             unsigned = sign({**fact, "passed": False}, "")
             unsigned["receipt"]["refused"] = why_not
-            return {**result, "changed": False, "gate0": unsigned, "signed": False,
+            return {**result, "changed": False, "gate0": unsigned, "signed": False, "sessions": None,
                     "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
                                  "the result is marked not passed"]}
         try:
@@ -232,6 +269,15 @@ class ActionModule(ActionBase):
         why = secret_problem(secret)
         if why:
             return {**fail, "msg": f"gate0_receipt: {why}"}
+        host = str(task_vars.get("inventory_hostname"))
+        if mode == "mark":
+            entry = args.get("sessions")
+            if not isinstance(entry, Mapping):
+                return {**fail, "msg": "gate0_receipt: sessions (the counter reading to keep) must be a dict"}
+            try:
+                return {**result, "changed": False, "sessions": mark(entry, secret, host)}
+            except TypeError as exc:
+                return {**fail, "msg": f"gate0_receipt: the session counter cannot be signed: {exc}"}
         if mode == "sign":
             fact = args.get("gate0")
             if not isinstance(fact, Mapping):
@@ -240,15 +286,23 @@ class ActionModule(ActionBase):
                 signed = sign(fact, secret)
             except TypeError as exc:
                 return {**fail, "msg": f"gate0_receipt: the gate0 fact cannot be signed: {exc}"}
-            return {**result, "changed": False, "gate0": signed, "signed": bool(secret)}
+            anchor = (signed.get("clone") or {}).get("sessions")
+            return {**result, "changed": False, "gate0": signed, "signed": bool(secret),
+                    "sessions": mark(anchor, secret, host) if isinstance(anchor, Mapping) else None}
         record = args.get("gate0")
+        kept = args.get("sessions")
+        kept = [k for k in (kept if isinstance(kept, list) else [kept]) if k is not None]
+        problems = [sessions_problem(k, secret, host, str(args.get("clone_database") or "")) for k in kept]
+        sessions = {"sessions": [k for k, p in zip(kept, problems, strict=True) if p is None],
+                    "sessions_refused": [p for p in problems if p is not None]}
         if not secret:
-            return {**result, "changed": False, "gate0": record, "verified": False, "fallback": True,
+            return {**result, **sessions, "changed": False, "gate0": record, "verified": False,
+                    "fallback": True,
                     "msg": f"gate0 receipt NOT verified: {no_secret_reason()}; re-running the whole "
                            "clone gate instead of trusting the record (slower, never weaker)"}
-        problem = verify_problem(record, secret, str(task_vars.get("inventory_hostname")),
+        problem = verify_problem(record, secret, host,
                                  str(args.get("clone_database") or ""))
         if problem:
             return {**fail, "msg": f"gate0 receipt refused: {problem}", "verified": False, "fallback": False}
-        return {**result, "changed": False, "gate0": record, "verified": True, "fallback": False,
+        return {**result, **sessions, "changed": False, "gate0": record, "verified": True, "fallback": False,
                 "msg": f"gate0 receipt verified: run {record.get('run_id')} of {record.get('checked_at')}"}

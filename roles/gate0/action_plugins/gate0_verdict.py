@@ -75,7 +75,13 @@ def judge(args: dict[str, Any]) -> dict[str, Any]:
             # This run's production identity, for clone.not_production.
             settings["production_identity"] = prod.get("identity") or {}
         out["records"] += gate0_clone_checks.gate0_clone_checks(clone, settings)
-        out["clone"] = {"database": settings["database"], "identity": clone.get("identity")}
+        # The clone's session counter to keep: its final reading, less the sessions the disk part
+        # opened on the clone after it (gate0's own).
+        disk_opened = (gate0_verdict.gate0_observed_part(observed, "disk").get("sessions_opened")
+                       or {}).get(settings["database"], 0)
+        out["clone"] = {"database": settings["database"], "identity": clone.get("identity"),
+                        "sessions": gate0_clone_checks.gate0_clone_sessions_anchor(
+                            clone, disk_opened, args["now"], f"gate0 run {args['run']['id']}")}
         out["clone_report"] = gate0_clone_checks.gate0_clone_report(clone, settings)
     if "disk" in run_gates:
         disk = gate0_disk_checks.gate0_disk_report(gate0_verdict.gate0_observed_part(observed, "disk"),
@@ -164,10 +170,10 @@ class ActionModule(ActionBase):
         except AnsibleActionFail as exc:
             return {**result, "failed": True, "changed": False,
                     "msg": f"gate0_verdict: {' '.join(str(exc).split())}"}
-        judged = judge(args)
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        judged = judge({**args, "now": now})
         checks = gate0_verdict.gate0_complete_checks(judged["records"], args["check_ids"], args["gates"],
                                                      args["run_gates"])
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         signed = self._sign(unsigned_fact(args, judged, checks, now), task_vars or {})
         if signed.get("failed"):
             return {**result, **signed, "changed": False}
@@ -183,6 +189,8 @@ class ActionModule(ActionBase):
             return {**result, "failed": True, "changed": False,
                     "msg": f"gate0_verdict: writing the reports in {rep['dir']}: {exc.strerror or exc}"}
         warnings = list(signed.get("warnings") or [])
-        return {**result, "changed": False, "gate0": fact, "json_path": paths["json"],
+        # `sessions`: the clone's session counter, signed for the gate0_sessions fact (None: not read).
+        return {**result, "changed": False, "gate0": fact, "sessions": signed.get("sessions"),
+                "json_path": paths["json"],
                 "md_path": paths["md"], "disk": judged["disk_report"],
                 **({"warnings": warnings} if warnings else {})}

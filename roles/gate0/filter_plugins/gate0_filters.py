@@ -33,6 +33,10 @@ class FilterModule:
             "gate0_prod_exit": gate0_prod_checks.gate0_prod_exit,
             "gate0_clone_checks": gate0_clone_checks.gate0_clone_checks,
             "gate0_clone_report": gate0_clone_checks.gate0_clone_report,
+            # the clone's session counter kept between gate0 steps (the interval proof)
+            "gate0_clone_sessions_anchor": gate0_clone_checks.gate0_clone_sessions_anchor,
+            "gate0_sessions_anchor": gate0_clone_checks.gate0_sessions_anchor,
+            "gate0_sessions_latest": gate0_clone_checks.gate0_sessions_latest,
             "gate0_disk_report": gate0_disk_checks.gate0_disk_report,
             "gate0_disk_checks": gate0_disk_checks.gate0_disk_checks,
             # the verdict and the consumers

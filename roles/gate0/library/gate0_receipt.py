@@ -16,6 +16,12 @@ description:
     match, compared in constant time), edited (a field of the record differs from its signed receipt),
     replayed to another host, replayed to another clone (by name; the database oid and server are
     compared on the server by C(clone_sql)). Without a secret it returns RV(fallback)=true.
+    With O(sessions), it also checks that each given entry of the C(gate0_sessions) fact (the clone's
+    session counter as gate0 last read it - the cached fact, a workflow's artifacts) was signed for this
+    host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
+    the others do not).
+  - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
+    O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
     It never comes from launch input (extra vars - C(-e), AWX launch and survey variables, workflow
     artifacts - outrank everything in Ansible) - C(GATE0_RECEIPT_SECRET) in the controller's
@@ -23,22 +29,27 @@ description:
     never "read the variable instead"), else the variable C(gate0_receipt_secret) from the inventory
     or a vault file, resolved with every extra var withheld (a template there that draws on an extra
     var fails). A secret shorter than 16 characters is refused.
-  - Both modes refuse to run when extra vars set C(gate0_receipt_secret) or a variable gate0 computes
-    itself (C(__gate0_*), C(gate0_required_record), C(gate0_required)), because extra vars outrank
-    set_fact and register - one line naming the variable; O(mode=sign) then marks the result not
-    passed and leaves it unsigned.
+  - Every mode refuses to run when extra vars set C(gate0_receipt_secret) or a variable gate0 computes
+    itself (C(__gate0_*), C(gate0_required_record), C(gate0_required), C(gate0_sessions)), because
+    extra vars outrank set_fact and register - one line naming the variable; O(mode=sign) then marks
+    the result not passed and leaves it unsigned.
 version_added: "1.0.0"
 author: gate0 developers
 options:
   mode:
-    description: C(sign) (the gate0 role's verdict) or C(verify) (the require entry point).
+    description: C(sign) (the gate0 role's verdict), C(verify) (the require entry point, the exit) or
+      C(mark) (keep a session counter reading).
     type: str
-    choices: [sign, verify]
+    choices: [sign, verify, mark]
     required: true
   gate0:
-    description: The gate0 fact to sign, or the gate0 record to verify.
+    description: The gate0 fact to sign, or the gate0 record to verify (not with O(mode=mark)).
     type: raw
-    required: true
+  sessions:
+    description:
+      - A session counter reading to sign (O(mode=mark)), or the kept ones to verify (O(mode=verify),
+        one entry or a list; null entries are left out).
+    type: raw
   clone_database:
     description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)).
     type: str
@@ -86,6 +97,19 @@ fallback:
   type: bool
   returned: mode is verify
   sample: false
+sessions:
+  description:
+    - With O(mode=mark) and O(mode=sign), the signed C(gate0_sessions) entry (null when the gate read
+      no counter); with O(mode=verify), the list of the given entries that hold.
+  type: raw
+  returned: success
+  sample: {database: directus_gov_test_20261126, database_oid: 16384, sessions: 42, stats_reset: null,
+           own_after: 1, at: "2026-11-26T10:00:00Z", by: "gate0 run 0b5c...", tag: 9f2c...}
+sessions_refused:
+  description: With O(mode=verify), why each refused entry was not accepted.
+  type: list
+  returned: mode is verify
+  sample: [the kept session counter is not signed by gate0 for this host (edited, or another secret)]
 msg:
   description: With O(mode=verify), one line saying what was verified, or what was refused and why.
   type: str

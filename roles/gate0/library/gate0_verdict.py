@@ -96,6 +96,12 @@ gate0:
   type: dict
   returned: success
   sample: {passed: true, run_id: 0f6c..., checks: []}
+sessions:
+  description: The clone's session counter as this run last read it, signed for the C(gate0_sessions)
+    fact (null when the clone gate did not read it).
+  type: dict
+  returned: success
+  sample: {database: directus_gov_test_20260602, sessions: 42, at: "2026-06-02T12:00:00Z", tag: 9f2c...}
 json_path:
   description: Path of the JSON report.
   type: str

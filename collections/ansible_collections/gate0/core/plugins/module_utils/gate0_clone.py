@@ -12,7 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.gate0.core.plugins.module_utils import gate0_container, gate0_pg, gate0_reach
+from ansible_collections.gate0.core.plugins.module_utils import (
+    gate0_container,
+    gate0_interval,
+    gate0_pg,
+    gate0_reach,
+)
 
 try:
     import psycopg2
@@ -428,7 +433,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
 
     facts: dict[str, Any] = {"errors": errors, "left_out": skipped}
     start = time.monotonic()
-    settle_own_session(conn)
+    gate0_interval.settle_own_session(conn)
     gate0_pg.begin(conn, p, read_only=True)
     cur = conn.cursor()
     try:
@@ -438,7 +443,7 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
     same_db = facts["identity"]["database"] == p["login_db"]
     # The session counter first: a session established after it is counted by the final re-check.
     facts["sessions"] = section(cur, "sessions", "reading sessions", errors,
-                                lambda: {"established": sessions_established(cur),
+                                lambda: {"established": gate0_interval.sessions_established(cur),
                                          **observe_sessions(cur, profile)})
     pause_point()
     app: dict[str, Any] = {"role": p["app_role"], "role_exists": None, "connect_on_clone": None}
@@ -500,6 +505,9 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
         probe = run_probe(conn, p, outbox, probe_type, seq_cols)
         timings["probe_ms"] = gate0_pg.elapsed_ms(start)
     facts["outbox"] = {"relation": outbox.get("relation"), "trigger": trig, "probe": probe}
+    window = min(max(float(p.get("quiet_window") or 0), 0.0), MAX_QUIET_WINDOW_S)
+    if window:
+        time.sleep(window)  # the connection is held: gate0's own session, counted once
     start = time.monotonic()
     facts["final"] = observe_final(p, conn, wanted)
     timings["final_ms"] = gate0_pg.elapsed_ms(start)
@@ -507,33 +515,6 @@ def observe_clone(p: dict[str, Any], conn: Any, timings: dict[str, int]) -> dict
 
 
 # --- the final re-check: the clone is still quiet after every read and the probe ----------------------
-
-def settle_own_session(conn: Any) -> None:
-    """Make sure our own session is already in pg_stat_database.sessions before the first read.
-
-    A backend counts its session when it first goes idle, before the client hears ReadyForQuery, but
-    without waiting for a lock on the statistics; pg_stat_force_next_flush() (PostgreSQL 15+) makes
-    the flush at the end of this statement wait for it. On 14 (the statistics collector) the counter
-    is read from a file at most 500 ms old: wait that long once, so ours is in it.
-    """
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        if conn.server_version >= 150000:
-            cur.execute("SELECT pg_stat_force_next_flush()")
-        else:
-            time.sleep(0.6)
-
-
-def sessions_established(cur: Any) -> dict[str, Any]:
-    """pg_stat_database.sessions of this database now (sessions ever established, ours included)."""
-    cur.execute("SELECT pg_stat_clear_snapshot()")
-    cur.execute("SELECT sessions, "
-                "to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-                "FROM pg_stat_database WHERE datname = current_database()")
-    row = cur.fetchone()
-    return {"sessions": None if row is None or row[0] is None else int(row[0]),
-            "stats_reset": None if row is None else row[1]}
-
 
 def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, Any]:
     """After every read and the probe, in a new read-only transaction (a new snapshot): the sessions,
@@ -562,7 +543,7 @@ def observe_final(p: dict[str, Any], conn: Any, wanted: set[str]) -> dict[str, A
     if "sessions" in wanted and final.get("sessions") is not None:
         final["sessions"]["established"] = run_section(
             cur, "sessions", "re-reading the session counter at the end", errors,
-            lambda: sessions_established(cur))
+            lambda: gate0_interval.sessions_established(cur))
     cur.close()
     gate0_pg.rollback(conn)
     return final
@@ -608,6 +589,9 @@ def observe_candidates(cur: Any, cand: dict[str, Any]) -> dict[str, Any]:
     return {"counts": counts, "cursor": cursor_rows}
 
 
+MAX_QUIET_WINDOW_S = 600.0  # the role's argument spec allows 0-600; a module caller is capped here
+
+
 def argument_spec() -> dict[str, Any]:
     """clone_isolation's options (its DOCUMENTATION describes them)."""
     spec = gate0_pg.pg_argument_spec()
@@ -616,6 +600,7 @@ def argument_spec() -> dict[str, Any]:
         clone_name_prefix={"type": "str", "required": True},
         profile={"type": "dict", "required": True},
         outbox_probe={"type": "bool", "default": True},
+        quiet_window={"type": "float", "default": 0},
         app_role={"type": "str", "default": ""},
         app_binding_source={"type": "str", "choices": ["env_file", "docker", "none"], "default": "none"},
         app_binding_path={"type": "path"},

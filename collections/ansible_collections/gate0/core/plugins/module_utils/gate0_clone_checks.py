@@ -11,6 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.gate0.core.plugins.module_utils.gate0_checks import Record, record
+from ansible_collections.gate0.core.plugins.module_utils.gate0_interval import (
+    anchor,
+    interval_problem,
+    same_clone,
+    was_reset,
+)
 from ansible_collections.gate0.core.plugins.module_utils.gate0_pg import clone_name_problems
 
 ENABLED = ("O", "A")  # pg_trigger.tgenabled: fires in origin sessions (O) or always (A)
@@ -502,21 +508,39 @@ FINAL_CHECKS = {"clone.foreign_sessions": (check_foreign_sessions, "sessions"),
 
 
 def _established_problem(first: dict[str, Any], final: dict[str, Any]) -> str | None:
-    """Why pg_stat_database.sessions does not prove that no other session came (and maybe went).
+    """Why pg_stat_database.sessions does not prove that no other session came (and maybe went)
+    during the check: gate0's own clone connection is counted before the first reading
+    (gate0_interval.settle_own_session) and the probe and the re-check reuse it."""
+    start = {**(first.get("established") or {}), "own_after": 0, "by": "the first reading",
+             "at": "the start of the check"}
+    return interval_problem(start, final.get("established"), own=0)
 
-    gate0's own clone connection is counted before the first reading (gate0_clone.settle_own_session)
-    and the probe and the re-check reuse it, so any increase is somebody else's session."""
-    start, end = first.get("established") or {}, final.get("established") or {}
-    if start.get("sessions") is None or end.get("sessions") is None:
-        return "cannot prove no session came and went: pg_stat_database.sessions not read"
-    if start.get("stats_reset") != end.get("stats_reset") or end["sessions"] < start["sessions"]:
-        return (f"cannot prove no session came and went: statistics reset during the check "
-                f"(pg_stat_database.sessions {start['sessions']} -> {end['sessions']})")
-    if end["sessions"] > start["sessions"]:
-        return (f"{end['sessions'] - start['sessions']} session(s) established on the clone during the "
-                f"check besides gate0's own (pg_stat_database.sessions {start['sessions']} -> "
-                f"{end['sessions']})")
-    return None
+
+def interval_note(result: dict[str, Any], s: dict[str, Any]) -> tuple[str | None, str]:
+    """(problem, note): the clone's session counter now against the last gate0 reading of this clone
+    (`s['quiet_since']`: the last gate, refresh or consumer step, kept in the gate0_sessions fact).
+
+    The entry gate without such a reading says "no history: instant only"; where the interval is the
+    proof (s['quiet_required']: the consumers' re-check, the exit) a missing reading is a failure."""
+    kept = s.get("quiet_since")
+    first = (result.get("sessions") or {}).get("established")
+    if isinstance(kept, dict) and same_clone(kept, result.get("identity")):
+        if not s.get("quiet_required") and was_reset(kept, first):
+            # Statistics reset (pg_stat_reset, a crash) since the last gate0 step: no evidence either
+            # way about the time in between; the entry gate stands on its own look (require does not).
+            since = f"since {kept.get('by')} at {kept.get('at')}"
+            return None, f"no history: statistics reset {since}; instant only"
+        problem = interval_problem(kept, first, int(s.get("quiet_own") or 1))
+        if problem:
+            return problem, ""
+        return None, (f"quiet since {kept.get('by')} at {kept.get('at')} (pg_stat_database.sessions "
+                      f"{kept.get('sessions')} -> {first.get('sessions')}, all gate0's own)")
+    if s.get("quiet_required"):
+        why = ("no earlier session counter of this clone was kept" if not isinstance(kept, dict) else
+               f"the kept session counter was read on {kept.get('database')!r} oid "
+               f"{kept.get('database_oid')}, not this clone")
+        return f"cannot prove the clone stayed quiet since the gate: {why}", ""
+    return None, "no history: instant only"
 
 
 def final_recheck(rec: Record, result: dict[str, Any], s: dict[str, Any]) -> Record:
@@ -528,10 +552,14 @@ def final_recheck(rec: Record, result: dict[str, Any], s: dict[str, Any]) -> Rec
                 "message": "cannot prove the clone stayed quiet: no re-check at the end"}
     again = check({**result, **{part: final.get(part)}, "errors": final.get("errors") or {}}, s)
     problem = None if again["status"] == "pass" else f"at the end of the check: {again['message']}"
+    note = ""
     if problem is None and part == "sessions":
         problem = _established_problem(result.get("sessions") or {}, final.get("sessions") or {})
+        if problem is None:
+            problem, note = interval_note(result, s)
     if problem is None:
-        return {**rec, "message": f"{rec['message']}; still so at the end (re-read after the probe)"}
+        note = f"; {note}" if note else ""
+        return {**rec, "message": f"{rec['message']}; still so at the end (re-read after the probe){note}"}
     return {**rec, "status": "fail", "message": problem,
             "observed": {"first": rec["observed"], "final": again["observed"]}}
 
@@ -552,3 +580,31 @@ def gate0_clone_report(result: dict[str, Any] | None, settings: dict[str, Any]) 
     out["database"] = settings.get("database")
     out["error"] = r.get("msg") if r.get("failed") else None
     return out
+
+
+def gate0_clone_sessions_anchor(result: dict[str, Any] | None, own_after: int, at: str, by: str,
+                                reading: str = "final") -> dict[str, Any] | None:
+    """The clone's session counter to keep after this observation (None when it was not read):
+    `reading` final (the re-check at the end) or first; `own_after` sessions gate0 opened after it."""
+    r = result or {}
+    part = (r.get("final") or {}) if reading == "final" else r
+    return anchor(r.get("identity"), (part.get("sessions") or {}).get("established"), own_after, at, by)
+
+
+def gate0_sessions_anchor(reading: dict[str, Any] | None, identity: dict[str, Any] | None, own_after: int,
+                          at: str, by: str) -> dict[str, Any] | None:
+    """A clone_sql result's `sessions` reading as the counter to keep (None when it was not read)."""
+    return anchor(identity, reading, own_after, at, by)
+
+
+def gate0_sessions_latest(candidates: list[Any],
+                          identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The newest of the kept session counters (the gate0_sessions entry, the receipt's) read on this
+    very clone (`identity`: same name and oid, when given): by time, then count; None when there is
+    none. Each candidate was verified by gate0_receipt first."""
+    kept = [c for c in candidates or [] if isinstance(c, dict) and c.get("sessions") is not None
+            and (identity is None or same_clone(c, identity))]
+    if not kept:
+        return None
+    return max(kept, key=lambda c: (str(c.get("at") or ""), int(c["sessions"])))
+

@@ -30,12 +30,16 @@ def filesystem(path: str) -> dict[str, Any]:
             "free_percent": round(100.0 * free / reachable, 2) if reachable else 0.0}
 
 
-def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """pg_database_size of each name over one read-only connection; a refusal becomes an error entry."""
+def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, str], int]:
+    """pg_database_size of each name over one read-only connection; a refusal becomes an error entry.
+
+    The third value counts the sessions this opened on params' login_db (0 or 1): gate0 knows its own
+    sessions on the clone (gate0_interval: the clone's session counter after the gate)."""
     sizes: dict[str, Any] = {n: None for n in names}
     errors: dict[str, str] = {}
+    opened = 0
     if not names:
-        return sizes, errors
+        return sizes, errors, opened
     conn = None
     if params.get("clone_name_prefix") is not None:
         refused = gate0_pg.clone_name_refusal(params["login_db"], params["clone_name_prefix"],
@@ -44,10 +48,11 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
                                               params["clone_name_suffix_regex"])
         if refused:
             errors["connection"] = f"refusing the clone channel before connecting: {refused}"
-            return sizes, errors
+            return sizes, errors, opened
     try:
         gate0_pg.check_timeouts(params)
         conn = gate0_pg.connect(params)
+        opened = 1
         gate0_pg.begin(conn, params, read_only=True, isolation="READ COMMITTED")
         cur = conn.cursor()
         for name in names:
@@ -71,7 +76,7 @@ def database_sizes(params: dict[str, Any], names: list[str]) -> tuple[dict[str, 
     finally:
         if conn is not None:
             gate0_pg.rollback_quietly(conn)
-    return sizes, errors
+    return sizes, errors, opened
 
 
 def argument_spec() -> dict[str, Any]:
@@ -98,8 +103,8 @@ def observe(p: dict[str, Any]) -> dict[str, Any]:
         path_error = f"measuring {p['path']}: {exc.strerror or exc}"
     fs_ms = gate0_pg.elapsed_ms(begin)
     start = time.monotonic()
-    sizes, size_errors = database_sizes(p, p["databases"])
+    sizes, size_errors, opened = database_sizes(p, p["databases"])
     return {"changed": False, "path": p["path"], "path_error": path_error, "filesystem": fs, "sizes": sizes,
-            "size_errors": size_errors,
+            "size_errors": size_errors, "sessions_opened": {p["login_db"]: opened},
             "timings": {"filesystem_ms": fs_ms, "database_ms": gate0_pg.elapsed_ms(start)},
             "duration_ms": gate0_pg.elapsed_ms(begin)}

@@ -30,6 +30,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "gate0_disk_clone_size_factor": (0, None),
     "gate0_max_age": (1, None),
     "gate0_production_hash_chunk_rows": (1, None),
+    "gate0_clone_quiet_window": (0, 600),
 }
 
 
