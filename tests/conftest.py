@@ -128,6 +128,14 @@ def lab_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def _own_fact_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own fact cache (every playbook run of the test shares it): gate0's facts - the
+    verdict, the clone's kept session counter - never reach the next test, whose own connections to
+    the clone would otherwise be sessions its gate rightly sees since the last test's gate0 step."""
+    monkeypatch.setenv("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(tmp_path_factory.mktemp("facts")))
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """Bring the lab up once for the session; stop it at the end if this session started it."""
