@@ -8,56 +8,29 @@ worker, with every connection closed.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from conftest import CLONE_DB, PROD_DB, REPO, Lab, load_plugin
+import test_prod as prod_tests
+from conftest import PROD_DB, Lab
 
 RO = "context_pack_readonly"
 TABLE = "gate0_hash_workers"
 ROWS = 120_000
 ONLY_TABLE = {"extra": {"relation": TABLE, "hash": True}}
 
-pg_fingerprint = load_plugin("library/pg_fingerprint.py")
-# The module's own code, whichever way the module imported it.
-fingerprint = pg_fingerprint.fingerprint
-
-
-def _defaults() -> dict:
-    import yaml
-
-    return yaml.safe_load((REPO / "roles" / "gate0" / "defaults" / "main.yml").read_text())
-
-
-DEFAULTS = _defaults()
+# The production module tests' own helpers: the module's arguments on the lab, main() in-process.
+fingerprint = prod_tests.pg_fingerprint.fingerprint
+DEFAULTS = prod_tests.DEFAULTS
+run_module = prod_tests.run_module
 
 
 def module_args(lab: Lab, **over: object) -> dict:
-    args = {
-        "login_host": "127.0.0.1",
-        "login_port": lab.port,
-        "login_user": RO,
-        "login_password": lab.password(RO),
-        "login_db": PROD_DB,
-        "allowed_databases": [PROD_DB],
-        "clone_database": CLONE_DB,
+    return prod_tests.module_args(lab, **{
         "targets": {**DEFAULTS["gate0_production_targets"], "extra": {"relation": TABLE, "hash": True}},
-        "baseline": {},
-        "hash_chunk_rows": 1000,
-    }
-    args.update(over)
-    return args
-
-
-def run_module(args: dict, capsys: pytest.CaptureFixture[str]) -> dict:
-    capsys.readouterr()
-    with patch_module_args(args), pytest.raises(SystemExit):
-        pg_fingerprint.main()
-    return json.loads(capsys.readouterr().out)
+        "baseline": {}, "hash_chunk_rows": 1000, **over})
 
 
 def gate0_sessions(lab: Lab) -> int:
