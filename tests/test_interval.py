@@ -192,3 +192,22 @@ def test_the_recheck_is_bounded_by_gate0_observe_timeout(fresh_lab: Lab, tmp_pat
             in out), out[-3000:]
     assert "Traceback" not in out and wall < 60, wall
     assert not _table_exists(fresh_lab, f"{TABLE}_f")
+
+
+def test_a_failed_gate_does_not_restart_an_earlier_pass(fresh_lab: Lab, tmp_path: Path) -> None:
+    """PASS, a visit, a gate that FAILs on it (it keeps its reading, as history for the next gate), then
+    a mutation with the earlier PASS (as an AWX node's artifact would hand it): still refused."""
+    first = run_gate(tmp_path)
+    assert first.rc == 0 and first.fact and first.fact["passed"] is True, first.output[-3000:]
+    _visit(fresh_lab)
+    second = run_gate(tmp_path)
+    assert second.rc != 0 and "clone.foreign_sessions" in second.failures, second.failures
+    record = tmp_path / "pass.json"
+    record.write_text(json.dumps({"gate0": first.fact, **FAST_TIMEOUTS, "gate0_apply_mode": "commit",
+                                  "gate0_apply_statements": [f"CREATE TABLE {TABLE}_g (id int)"]}))
+    r = run_playbook("playbooks/clone_apply.yml", "-e", f"@{record}",
+                     env_extra={"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / ".facts")})
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out[-3000:]
+    assert "clone.foreign_sessions: " in out and "session(s) established on the clone since gate0 run" in out
+    assert not _table_exists(fresh_lab, f"{TABLE}_g")

@@ -287,8 +287,11 @@ class ActionModule(ActionBase):
             except TypeError as exc:
                 return {**fail, "msg": f"gate0_receipt: the gate0 fact cannot be signed: {exc}"}
             anchor = (signed.get("clone") or {}).get("sessions")
+            # Kept with the verdict: a gate that failed is history for the next gate, never the anchor
+            # a consumer's interval starts from (gate0_sessions_latest leaves it out).
+            kept = {**anchor, "passed": signed.get("passed") is True} if isinstance(anchor, Mapping) else None
             return {**result, "changed": False, "gate0": signed, "signed": bool(secret),
-                    "sessions": mark(anchor, secret, host) if isinstance(anchor, Mapping) else None}
+                    "sessions": mark(kept, secret, host) if kept is not None else None}
         record = args.get("gate0")
         kept = args.get("sessions")
         kept = [k for k in (kept if isinstance(kept, list) else [kept]) if k is not None]

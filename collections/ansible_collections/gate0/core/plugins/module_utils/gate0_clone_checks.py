@@ -601,9 +601,10 @@ def gate0_sessions_latest(candidates: list[Any],
                           identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The newest of the kept session counters (the gate0_sessions entry, the receipt's) read on this
     very clone (`identity`: same name and oid, when given): by time, then count; None when there is
-    none. Each candidate was verified by gate0_receipt first."""
+    none. Each candidate was verified by gate0_receipt first. A reading kept by a gate that failed is
+    left out: the interval of an earlier PASS does not restart at a FAIL that saw something."""
     kept = [c for c in candidates or [] if isinstance(c, dict) and c.get("sessions") is not None
-            and (identity is None or same_clone(c, identity))]
+            and c.get("passed") is not False and (identity is None or same_clone(c, identity))]
     if not kept:
         return None
     return max(kept, key=lambda c: (str(c.get("at") or ""), int(c["sessions"])))
