@@ -24,6 +24,9 @@ CLONE_DB = "directus_gov_test_20260602"
 # The shared code, importable by unit tests as Ansible finds it: the in-project collection gate0.core
 # (ansible.cfg collections_path), `from ansible_collections.gate0.core.plugins.module_utils import ...`.
 sys.path.insert(0, str(REPO / "collections"))
+# The repository root: the tests import the library modules (`from library import clone_sql`) and each
+# other's helpers (`from tests.conftest import ...`) from it, whatever pytest's import mode.
+sys.path.insert(0, str(REPO))
 
 
 _PLUGINS: dict[str, ModuleType] = {}
