@@ -64,9 +64,18 @@ class Topo:
             capture_output=True, text=True, timeout=60)
 
     def psql(self, db: str, query: str) -> str:
-        """One query as the container's superuser over its local socket (the seed's own channel)."""
-        out = self.docker("exec", "-i", "postgres", "psql", "-X", "-At", "-w", "-v", "ON_ERROR_STOP=1",
-                          "-U", "postgres", "-d", db, "-c", query)
+        """One query as the container's superuser over its local socket (the seed's own channel).
+
+        psql's exit 2 (no connection: the server still starting after a test recreated the container)
+        is retried, 30 times a second at most; any other failure raises at once."""
+        for _ in range(30):
+            out = self.docker("exec", "-i", "postgres", "psql", "-X", "-At", "-w", "-v", "ON_ERROR_STOP=1",
+                              "-U", "postgres", "-d", db, "-c", query, check=False)
+            if out.returncode != 2:
+                break
+            time.sleep(1)
+        if out.returncode != 0:
+            raise AssertionError(f"psql -d {db} -c {query!r}: exit {out.returncode}: {out.stderr.strip()}")
         return out.stdout.strip()
 
     def databases(self) -> list[str]:
