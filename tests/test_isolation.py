@@ -66,17 +66,29 @@ def assert_fail(records: dict[str, dict[str, Any]], cid: str, needle: str) -> st
 
 
 def write_counters(lab: Lab) -> dict[str, tuple]:
-    """Rows written to either database, by the statistics, once gate0's backends have exited (a
-    backend flushes its statistics when it exits)."""
+    """Rows written to either database, by the statistics, once they have settled: no client backend
+    left on either database (a backend flushes its statistics when it exits - the test's own setup
+    sessions too, not only gate0's), then the same figures twice, 0.5 s apart (a flush can land late
+    on a loaded machine, and 14's collector applies it asynchronously). Bounded: 5 s, then 10 s."""
     for _ in range(50):
-        if not lab.scalar("postgres",
-                          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0'"):
+        if not lab.scalar("postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname IN (%s, %s) "
+                                      "AND backend_type = 'client backend'", (PROD_DB, CLONE_DB)):
             break
         time.sleep(0.1)
-    time.sleep(0.3)
-    return {db: tuple(lab.query("postgres", "SELECT tup_inserted, tup_updated, tup_deleted "
-                                            "FROM pg_stat_database WHERE datname = %s", (db,))[0])
-            for db in (PROD_DB, CLONE_DB)}
+
+    def read() -> dict[str, tuple]:
+        return {db: tuple(lab.query("postgres", "SELECT tup_inserted, tup_updated, tup_deleted "
+                                                "FROM pg_stat_database WHERE datname = %s", (db,))[0])
+                for db in (PROD_DB, CLONE_DB)}
+
+    last = read()
+    for _ in range(20):
+        time.sleep(0.5)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 @contextmanager
