@@ -236,3 +236,9 @@ def test_a_profile_missing_a_key_fails_validation_naming_it(lab: Lab, tmp_path: 
     assert "missing required arguments: relation found in gate0_clone_profile -> lease" in r.stdout
     assert "TASK [gate0 : observe |" not in r.stdout
     assert _reports(tmp_path) == []
+
+
+def test_a_quiet_window_at_or_above_the_observe_timeout_is_refused() -> None:
+    assert problems(gate0_clone_quiet_window=5, gate0_observe_timeout=300) == []
+    (why,) = problems(gate0_clone_quiet_window=300, gate0_observe_timeout=300)
+    assert why.startswith("gate0_clone_quiet_window must be below gate0_observe_timeout (300 s)")

@@ -122,6 +122,10 @@ def gate0_config_problems(cfg: dict[str, Any]) -> list[str]:
     """Every misconfiguration the argument spec cannot catch, one line each, naming var and value."""
     out = (_range_problems(cfg) + _baseline_problems(cfg) + _allowlist_problems(cfg)
            + _clone_name_problems(cfg))
+    window, bound = _number(cfg.get("gate0_clone_quiet_window")), _number(cfg.get("gate0_observe_timeout"))
+    if window is not None and bound is not None and window >= bound:
+        out.append(f"gate0_clone_quiet_window must be below gate0_observe_timeout ({bound:g} s): the clone "
+                   f"check would be stopped before its final re-check, got {window:g}")
     gates = cfg.get("gate0_gates", ["prod", "clone", "disk"])
     if not isinstance(gates, list) or not gates or not set(gates) <= {"prod", "clone", "disk"}:
         out.append(f"gate0_gates must be a non-empty list of prod, clone, disk, got {gates!r}")
