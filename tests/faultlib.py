@@ -22,6 +22,13 @@ from psycopg2 import sql
 
 # --- what "unchanged" means -----------------------------------------------------------------------
 
+# Database-wide tuple writes (inserted, updated, deleted), minus the server's own statistics
+# upkeep: autoanalyze (also of catalogs, at any moment) rewrites pg_statistic rows in the database.
+DB_WRITES = ("SELECT d.tup_inserted - s.n_tup_ins, d.tup_updated - s.n_tup_upd, "
+             "d.tup_deleted - s.n_tup_del FROM pg_stat_database AS d, pg_stat_sys_tables AS s "
+             "WHERE d.datname = current_database() AND s.relid = 'pg_catalog.pg_statistic'::regclass")
+
+
 def db_state(lab: Lab, db: str) -> dict[str, object]:
     """Counts, write counters (ins/upd/del) and relfilenode of every table in public, and the
     database-wide tuple write counters less pg_statistic's (autoanalyze). Over a fresh connection."""
@@ -39,12 +46,7 @@ def db_state(lab: Lab, db: str) -> dict[str, object]:
             for name, rec in tables.items():
                 cur.execute(sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(name)))
                 rec["count"] = cur.fetchone()[0]
-            # Database-wide tuple writes, minus the server's own statistics upkeep: autoanalyze
-            # (also of shared catalogs, from any database) rewrites pg_statistic rows here.
-            cur.execute("SELECT d.tup_inserted - s.n_tup_ins, d.tup_updated - s.n_tup_upd, "
-                        "d.tup_deleted - s.n_tup_del FROM pg_stat_database AS d, pg_stat_sys_tables AS s "
-                        "WHERE d.datname = current_database() "
-                        "AND s.relid = 'pg_catalog.pg_statistic'::regclass")
+            cur.execute(DB_WRITES)
             ins, upd, dele = cur.fetchone()
     finally:
         conn.close()

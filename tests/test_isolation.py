@@ -26,6 +26,7 @@ from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gat
 from ansible_collections.gate0.core.plugins.module_utils import gate0_clone_checks as cc
 from ansible_collections.gate0.core.plugins.module_utils import gate0_prod_checks as pc
 from conftest import CLONE_DB, PROD_DB, Lab, run_playbook
+from faultlib import DB_WRITES
 from gaterun import run_gate
 
 ADMIN = "workflow_admin"
@@ -66,7 +67,8 @@ def assert_fail(records: dict[str, dict[str, Any]], cid: str, needle: str) -> st
 
 
 def write_counters(lab: Lab) -> dict[str, tuple]:
-    """Rows written to either database, by the statistics, once they have settled: no client backend
+    """Rows written to either database, by the statistics (less autoanalyze's pg_statistic upkeep,
+    which the server does at any moment), once they have settled: no client backend
     left on either database (a backend flushes its statistics when it exits - the test's own setup
     sessions too, not only gate0's), then the same figures twice, 0.5 s apart (a flush can land late
     on a loaded machine, and 14's collector applies it asynchronously). Bounded: 5 s, then 10 s."""
@@ -77,9 +79,7 @@ def write_counters(lab: Lab) -> dict[str, tuple]:
         time.sleep(0.1)
 
     def read() -> dict[str, tuple]:
-        return {db: tuple(lab.query("postgres", "SELECT tup_inserted, tup_updated, tup_deleted "
-                                                "FROM pg_stat_database WHERE datname = %s", (db,))[0])
-                for db in (PROD_DB, CLONE_DB)}
+        return {db: tuple(lab.query(db, DB_WRITES)[0]) for db in (PROD_DB, CLONE_DB)}
 
     last = read()
     for _ in range(20):
