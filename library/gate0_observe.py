@@ -108,53 +108,15 @@ changed:
   sample: false
 """
 
-import threading
 import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gate0.core.plugins.module_utils import gate0_clone, gate0_disk, gate0_fingerprint
-
-PARTS = (("fingerprint", gate0_fingerprint), ("clone", gate0_clone), ("disk", gate0_disk))
-
-
-def run_part(name: str, part: Any, options: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """One part's result; each part reports its own failures, this catches only the unexpected."""
-    try:
-        return part.observe(options, **kwargs)
-    except Exception as exc:  # a last resort: one line, never a traceback
-        why = " ".join(str(exc).split())
-        return {"changed": False, "failed": True, "failed_stage": "unknown",
-                "msg": f"{name}: unexpected {type(exc).__name__}: {why}"}
-
-
-def observe_all(params: dict[str, Any]) -> dict[str, Any]:
-    """The parts asked for: the clone, then the disk, in a thread, while production is fingerprinted;
-    the fingerprint's clone probe waits until the clone part has ended (see DOCUMENTATION)."""
-    results: dict[str, Any] = {}
-    clone_ended = threading.Event()
-
-    def clone_then_disk() -> None:
-        try:
-            if params["clone"] is not None:
-                results["clone"] = run_part("clone", gate0_clone, params["clone"])
-        finally:
-            clone_ended.set()
-        if params["disk"] is not None:
-            results["disk"] = run_part("disk", gate0_disk, params["disk"])
-
-    side = threading.Thread(target=clone_then_disk, name="gate0-clone-disk", daemon=True)
-    side.start()
-    if params["fingerprint"] is not None:
-        results["fingerprint"] = run_part("fingerprint", gate0_fingerprint, params["fingerprint"],
-                                          before_probe=clone_ended.wait)
-    side.join()
-    return results
+from ansible_collections.gate0.core.plugins.module_utils.gate0_observe import argument_spec, observe_all
 
 
 def main() -> None:
-    argument_spec = {name: {"type": "dict", "options": part.argument_spec()} for name, part in PARTS}
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     start = time.monotonic()
     result: dict[str, Any] = {"changed": False, **observe_all(module.params)}
     result["duration_ms"] = int((time.monotonic() - start) * 1000)
