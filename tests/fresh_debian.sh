@@ -23,6 +23,11 @@
 # scripts are refused (policy-rc.d exit 101, as in Debian's container images): the `postgresql`
 # package creates its `main` cluster (port 5432) but nothing starts it, nor docker.io's daemon. gate0
 # never uses that cluster (its lab is its own, on GATE0_LAB_PORT).
+# A second one: podman runs inside a chroot, so a `docker exec` into a container escapes it (entering
+# the container's mount namespace resets the process's root to the namespace's own - this machine's
+# real root - because runc's pivot_root replaced only the chroot's root mount). The topology journey,
+# whose client tools run by `docker exec`, detects that and skips with this reason; on a real machine
+# (and in CI) it runs.
 #
 # Environment: GATE0_LAB_PORT (passed inside; default 55432: the lab's port, the topology's id),
 # FRESH_DIR (default /var/tmp/gate0-fresh: logs, the downloaded packages' cache, the root),

@@ -277,18 +277,15 @@ def test_journey_gate_apply_exit_refresh_recreate(fresh_topo: Topo, tmp_path: Pa
     -> refresh into a new clone (its own gates PASS) -> the postgres container recreated at a new
     address: gate0 and the apply still work, by the container's name."""
     topo, steps = fresh_topo, Steps([], tmp_path)
-    # The journey's client tools run inside the container over the server's packaged socket. In a
-    # freshly bootstrapped Debian 12 root that socket was missing (twice, cause not found yet): the
-    # journey cannot be walked there, and says so instead of failing on its first look.
-    for _ in range(30):
-        socket = topo.docker("exec", "postgres", "test", "-S", "/var/run/postgresql/.s.PGSQL.5432",
-                             check=False)
-        if socket.returncode == 0:
-            break
-        time.sleep(1)
-    else:
-        pytest.skip("the postgres container has no server socket in /var/run/postgresql (seen in a fresh "
-                    "Debian 12 root; the refresh's client tools need it)")
+    # The journey's client tools run inside the container (`docker exec`, the seed's channel). Where
+    # podman itself runs inside a chroot (tests/fresh_debian.sh's fresh root), an exec'd process
+    # escapes the container: entering the container's mount namespace (setns) resets its root to the
+    # namespace's own, the machine's real root, since runc's pivot_root replaced only the chroot's
+    # root mount. There the journey cannot be walked, and it says so; anywhere else it runs.
+    inside = topo.docker("exec", "postgres", "test", "-f", "/opt/gate0/pg-entry.sh", check=False)
+    if inside.returncode != 0:
+        pytest.skip("`docker exec postgres` does not run inside the container's root here (podman in a "
+                    "chroot: the exec's root is the machine's); the journey's client tools need it")
     reports = f"gate0_report_dir={tmp_path / 'reports'}"
     # What an earlier, interrupted run of this test may have left (the recreation below resets all).
     topo.psql(CLONE_DB, "DROP TABLE IF EXISTS gate0_t_m")
