@@ -7,6 +7,7 @@ Prints, against the local lab (GATE0_LAB_PORT):
     ansible.builtin.command task running psql per target and per check);
   - gate0 itself (playbooks/gate0.yml): wall time, what it adds over the fixed cost, its ratio to the
     no-op and to the hand-written gate against the goals (GOAL_RATIO_TO_NOOP, GOAL_FASTER_THAN_HAND);
+  - gate0 again with gate0_observe run as a module (gate0_observe_in_process=false), as over SSH;
   - per module: the gate0_observe task (wall time) and, inside it, pg_fingerprint, clone_isolation
     and disk_headroom (each part's own duration_ms), recorded by bench/callback_plugins/gate0_timing.py;
   - content-hash throughput (rows/s with 1 and N connections on one snapshot) and the longest
@@ -40,6 +41,7 @@ OBSERVE = "gate0_observe"
 PART_OF = {"pg_fingerprint": "fingerprint", "clone_isolation": "clone", "disk_headroom": "disk"}
 # Issue 17's goals: the whole gate within 2.0 x the no-op playbook, and >= 8 x faster than by hand.
 GOAL_RATIO_TO_NOOP = 2.0
+AS_MODULE = "gate0_observe_in_process=false"
 GOAL_FASTER_THAN_HAND = 8.0
 
 
@@ -58,13 +60,13 @@ def bench_env(timing_file: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_playbook(playbook: str, timing: bool = False) -> tuple[float, int, list[dict[str, Any]]]:
+def run_playbook(playbook: str, timing: bool = False, *args: str) -> tuple[float, int, list[dict[str, Any]]]:
     """One run: wall seconds, exit code, and the per-task timing rows (when `timing`)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         timing_file = fh.name
     try:
         start = time.monotonic()
-        proc = subprocess.run(["ansible-playbook", playbook], cwd=REPO, capture_output=True, text=True,
+        proc = subprocess.run(["ansible-playbook", playbook, *args], cwd=REPO, capture_output=True, text=True,
                               env=bench_env(timing_file if timing else None), timeout=600, check=False)
         wall = time.monotonic() - start
         rows: list[dict[str, Any]] = []
@@ -178,6 +180,7 @@ def main() -> int:
     gate: list[float] = []
     gate_rc: list[int] = []
     gate_rows: list[list[dict[str, Any]]] = []
+    as_module: list[float] = []
     for i in range(args.runs):
         # Interleaved, so that a burst of load elsewhere on the machine hits every variant alike.
         noop.append(run_playbook("bench/noop.yml")[0])
@@ -188,15 +191,18 @@ def main() -> int:
         gate.append(wall)
         gate_rc.append(rc)
         gate_rows.append(rows)
+        # The same gate with gate0_observe run as a module, as it always is over SSH.
+        as_module.append(run_playbook("playbooks/gate0.yml", False, "-e", AS_MODULE)[0])
         print(f"  run {i + 1}: no-op {noop[-1]:.2f} s, by hand {fmt(hand[-1] if hand else None)}, "
-              f"gate0 {wall:.2f} s (rc {rc})", flush=True)
+              f"gate0 {wall:.2f} s (rc {rc}), gate0 observing by module {as_module[-1]:.2f} s", flush=True)
 
     m_noop, m_hand, m_gate, m_one = median(noop), median(hand), median(gate), median(one)
+    m_module = median(as_module)
     added = m_gate - m_noop
     figures: dict[str, Any] = {
         "machine": machine(), "runs": args.runs,
         "noop_s": m_noop, "one_module_s": m_one, "handwritten_s": m_hand, "gate0_s": m_gate,
-        "gate0_added_s": added, "gate0_rc": gate_rc,
+        "gate0_added_s": added, "gate0_rc": gate_rc, "gate0_observe_as_module_s": m_module,
         "ratio_to_noop": m_gate / m_noop, "ratio_to_handwritten": (m_gate / m_hand) if m_hand else None,
         "modules": module_figures(gate_rows),
         "gate0_tasks_per_run": len(gate_rows[0]) if gate_rows else None,
@@ -221,7 +227,10 @@ def main() -> int:
               f"{faster:.1f} x faster   (goal >= {GOAL_FASTER_THAN_HAND} x: {met})")
     if m_one is not None:
         print(f"  one module task (ansible.builtin.ping) {fmt(m_one - m_noop)} over the no-op: Ansible's "
-              "cost of one module run, the floor under gate0_observe")
+              "cost of one module run")
+    if m_module is not None:
+        print(f"gate0, observing by module              {fmt(m_module)}   "
+              f"({m_module / m_noop:.2f} x the no-op; {AS_MODULE}, as over SSH)")
     for module in (OBSERVE, *MODULES):
         fig = figures["modules"].get(module)
         if fig is None:
