@@ -19,6 +19,7 @@ import pytest
 import yaml
 from ansible_collections.gate0.core.plugins.module_utils import gate0_decisions as gd
 from conftest import CLONE_DB, PROD_DB, REPO, Lab, lab_env, load_plugin, run_playbook
+from gaterun import cached_fact
 from test_consumers import clone_identity, counted_clone
 
 gr = load_plugin("roles/gate0/action_plugins/gate0_receipt.py")
@@ -479,9 +480,32 @@ def test_the_gate_refuses_to_sign_with_a_launch_time_key(lab: Lab, tmp_path: Pat
     assert r.returncode != 0, r.stdout[-3000:]
     assert "gate0 refuses to sign its verdict: extra vars set gate0_receipt_secret" in flat(r.stderr)
     _one_line(r.stdout, "gate0 FAIL on lab: extra vars set gate0_receipt_secret, which never come from")
-    cached = _cached_gate0(tmp_path)
-    assert cached["passed"] is False and cached["receipt"]["tag"] is None
+    # The refusal comes before the fact takes the verdict: it keeps the run's "not passed" mark, unsigned.
+    cached = cached_fact(tmp_path / "facts")
+    assert cached is not None and cached["passed"] is False
+    assert (cached.get("receipt") or {}).get("tag") is None
     assert ATTACKER_KEY not in r.stdout + "".join(p.read_text() for p in reports.iterdir())
+
+
+# What gate0 computes itself, handed in as launch input: extra vars outrank register and set_fact, so
+# every task after the verdict that read `__gate0_verdict` would read the launcher's instead.
+FORGED_VERDICT = {"__gate0_verdict": {"gate0": {"passed": True, "checks": []}, "md_path": "forged",
+                                      "sessions": None}}
+
+
+@pytest.mark.parametrize("args", [(), ("--skip-tags", "always")], ids=["whole-run", "role-skipped"])
+def test_a_launch_time_verdict_never_passes_the_gate(lab: Lab, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """`gate0.yml -e '{"__gate0_verdict": {"gate0": {"passed": true}}}'` (with the role skipped too: the
+    playbook's last check reads the same variable): FAIL, one line naming it; no PASS, no passed fact."""
+    reports = tmp_path / "reports"
+    r = run_playbook("playbooks/gate0.yml", *args,
+                     "-e", json.dumps({**FORGED_VERDICT, "gate0_report_dir": str(reports)}),
+                     env_extra=_cache(tmp_path))
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert "gate0 PASS" not in r.stdout, r.stdout[-3000:]
+    _one_line(r.stdout, "gate0 FAIL on lab: extra vars set __gate0_verdict, which never come from launch")
+    cached = cached_fact(tmp_path / "facts")
+    assert cached is None if args else cached["passed"] is False, cached
 
 
 def test_the_attack_through_ansible_runner_is_refused(

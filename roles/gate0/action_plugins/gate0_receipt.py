@@ -17,6 +17,10 @@ production database and digest plus a SHA-256 of the whole production section th
 against, clone name, server identity and session counter, decisions), plus `tag` = HMAC-SHA256 over
 its canonical JSON (sorted keys, no whitespace, UTF-8).
 
+mode=guard fails, in that one line, when launch input sets any of them: the role runs it right after
+its verdict, before any task reads the registered verdict (an extra var of its name would be read
+instead), and playbooks/gate0.yml after its last check.
+
 mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
 read it, gate0.core's gate0_interval) the same way, bound to the host; mode=verify checks such an
 entry beside the record, so a consumer compares the counter with a reading no launcher could write.
@@ -245,10 +249,16 @@ class ActionModule(ActionBase):
         args = self._task.args
         mode = args.get("mode")
         fail = {**result, "failed": True, "changed": False}
-        if mode not in ("sign", "verify", "mark"):
-            return {**fail, "msg": f"gate0_receipt: mode must be sign, verify or mark, got {mode!r}"}
+        if mode not in ("sign", "verify", "mark", "guard"):
+            return {**fail, "msg": f"gate0_receipt: mode must be sign, verify, mark or guard, got {mode!r}"}
         extra_vars = self._extra_vars()
         why_not = override_problem(protected_overrides(extra_vars))
+        if mode == "guard":
+            # Before any task reads what gate0 computed (the registered verdict, its facts): an extra var
+            # of that name would be read instead, whatever this run observed.
+            if why_not:
+                return {**fail, "msg": f"gate0 FAIL on {task_vars.get('inventory_hostname')}: {why_not}"}
+            return {**result, "changed": False, "msg": "no launch input sets what gate0 computes itself"}
         if why_not and mode == "verify":
             return {**fail, "msg": f"gate0 refuses to accept a gate0 record: {why_not}"}
         if why_not and mode == "mark":

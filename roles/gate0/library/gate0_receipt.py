@@ -20,6 +20,10 @@ description:
     session counter as gate0 last read it - the cached fact, a workflow's artifacts) was signed for this
     host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
     the others do not).
+  - O(mode=guard) fails with one line, C(gate0 FAIL on <host>: extra vars set ...), when extra vars set
+    a variable named below, else returns ok; it needs no secret. The gate0 role runs it right after its
+    verdict, before any task reads the registered verdict (an extra var of that name would be read in
+    its place), and C(playbooks/gate0.yml) after its last check.
   - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
@@ -37,10 +41,11 @@ version_added: "1.0.0"
 author: gate0 developers
 options:
   mode:
-    description: C(sign) (the gate0 role's verdict), C(verify) (the require entry point, the exit) or
-      C(mark) (keep a session counter reading).
+    description: C(sign) (the gate0 role's verdict), C(verify) (the require entry point, the exit),
+      C(mark) (keep a session counter reading) or C(guard) (refuse launch input that sets what gate0
+      computes itself).
     type: str
-    choices: [sign, verify, mark]
+    choices: [sign, verify, mark, guard]
     required: true
   gate0:
     description: The gate0 fact to sign, or the gate0 record to verify (not with O(mode=mark)).
@@ -111,8 +116,9 @@ sessions_refused:
   returned: mode is verify
   sample: [the kept session counter is not signed by gate0 for this host (edited, or another secret)]
 msg:
-  description: With O(mode=verify), one line saying what was verified, or what was refused and why.
+  description: With O(mode=verify), one line saying what was verified, or what was refused and why;
+    with O(mode=guard), why it refused, or that nothing was.
   type: str
-  returned: mode is verify
+  returned: mode is verify or guard
   sample: "gate0 receipt refused: forged: the gate0 record carries no receipt (hand-made, ...)"
 """
