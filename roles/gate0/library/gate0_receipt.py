@@ -20,10 +20,10 @@ description:
     session counter as gate0 last read it - the cached fact, a workflow's artifacts) was signed for this
     host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
     the others do not).
-  - O(mode=guard) fails with one line, C(gate0 FAIL on <host>: extra vars set ...), when extra vars set
-    a variable named below, else returns ok; it needs no secret. The gate0 role runs it right after its
-    verdict, before any task reads the registered verdict (an extra var of that name would be read in
-    its place), and C(playbooks/gate0.yml) after its last check.
+  - O(mode=guard) fails with one line (C(gate0 FAIL on) the host, then the variables named) when
+    extra vars set a variable named below, else returns ok; it needs no secret. The gate0 role runs it
+    right after its verdict, before any task reads the registered verdict (an extra var of that name
+    would be read in its place), and C(playbooks/gate0.yml) after its last check.
   - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
