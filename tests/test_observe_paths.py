@@ -7,11 +7,17 @@ host is the controller itself, in a process forked from Ansible's worker
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-from conftest import Lab, load_plugin
+import pytest
+from conftest import PROD_DB, REPO, Lab, lab_env, load_plugin
 from gaterun import GateRun, run_gate
 
 observe_action = load_plugin("roles/gate0/action_plugins/gate0_observe.py")
@@ -63,3 +69,60 @@ def test_same_python_is_one_binary_from_one_directory(tmp_path: Path) -> None:
     # Python with other packages: the module runs there.
     assert not same(str(alias), sys.executable) or alias.parent == Path(sys.executable).parent
     assert not same("/nonexistent/python3", sys.executable)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes whose command line holds `marker` (a run's own report directory): the run itself and,
+    forked from its worker, the observing child."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_run_leaves_no_observing_child(lab: Lab, tmp_path: Path, sig: int) -> None:
+    """ansible-playbook stopped (a job runner's SIGTERM, a Ctrl-C) while the forked child's statement waits
+    on a lock inside libpq: the child ends with the run, as a module's process does, not when the lock is
+    released (Ansible's worker handler, inherited by the fork, could not run until libpq returned)."""
+    marker = str(tmp_path / "reports")
+    holder = lab.connect(PROD_DB)
+    holder.autocommit = False
+    proc = None
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLE dot_tools IN ACCESS EXCLUSIVE MODE")
+        evars = {"gate0_report_dir": marker, "gate0_statement_timeout": 60000, "gate0_lock_timeout": 60000}
+        env = {**lab_env(), "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / ".facts")}
+        proc = subprocess.Popen(["ansible-playbook", "playbooks/gate0.yml", "-e", json.dumps(evars)],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gate0' "
+                   "AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 60
+        while not lab.scalar("postgres", waiting) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lab.scalar("postgres", waiting), "the gate never waited on the lock"
+        children = [p for p in _processes_with(marker) if p != proc.pid]
+        assert children, "no process forked from the run's worker"
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=60)[0]
+        assert proc.returncode != 0, out[-3000:]
+        deadline = time.monotonic() + 5
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _processes_with(marker)
+        assert left == [], f"still running 5 s after the run ended, the lock still held: {left}"
+    finally:
+        for pid in _processes_with(marker):  # only this test's own run and its children
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        holder.rollback()
+        holder.close()

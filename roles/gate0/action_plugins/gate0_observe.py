@@ -44,6 +44,11 @@ def observe_in_child(params: dict[str, Any]) -> dict[str, Any]:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into Ansible's worker
+        # A stop (the worker passes SIGTERM or SIGINT to its process group) ends the child at once, as it
+        # ends a module's process: the worker's own handler, inherited by the fork, is Python code that
+        # could not run while a statement waits inside libpq (on a lock: up to the lock timeout).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         code = 0
         try:
             os.close(read_end)
