@@ -8,6 +8,8 @@ host is the controller itself, in a process forked from Ansible's worker
 from __future__ import annotations
 
 import contextlib
+import datetime
+import decimal
 import json
 import os
 import signal
@@ -126,3 +128,32 @@ def test_a_stopped_run_leaves_no_observing_child(lab: Lab, tmp_path: Path, sig: 
             proc.communicate(timeout=10)
         holder.rollback()
         holder.close()
+
+
+def test_the_child_returns_what_the_module_would_and_fails_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked child encodes its result with the module's own JSON encoder: a value the module could
+    not return (a Decimal) fails the observation, as it fails the module, never passes as its text."""
+    parts = observe_action.gate0_observe
+    monkeypatch.setattr(parts, "observe_all", lambda params: {"fingerprint": {"n": decimal.Decimal("1.5")}})
+    got = observe_action.observe_in_child({})
+    assert got.get("failed") is True and "Decimal" in got.get("msg", ""), got
+    assert "fingerprint" not in got
+    odd = {"at": datetime.date(2026, 6, 2), "raw": b"ab", "ids": {3}, "pair": (1, 2)}
+    monkeypatch.setattr(parts, "observe_all", lambda params: {"fingerprint": dict(odd)})
+    got = observe_action.observe_in_child({})
+    assert got["fingerprint"] == {"at": "2026-06-02", "raw": "ab", "ids": [3], "pair": [1, 2]}, got
+
+
+def test_refused_options_never_show_a_no_log_value() -> None:
+    """Options the module's spec refuses: the one-line reason masks every no_log value, as AnsibleModule's
+    fail_json does (a password that is also the value of a refused choice)."""
+    secret = "verify-everything-7f3a"
+    options = {"login_user": "u", "login_db": "d", "login_password": secret, "ssl_mode": secret, "path": "/"}
+    params, no_log, why = observe_action.validated_options({"disk": options})
+    assert params is None and why is not None and "ssl_mode" in why, why
+    assert secret not in why and secret in no_log
+    params, _, why = observe_action.validated_options({"disk": {**options, "ssl_mode": "prefer"}})
+    assert why is None and params is not None and params["disk"]["login_password"] == secret
+    assert params["fingerprint"] is None and params["clone"] is None
+    assert observe_action.masked({"changed": False, "failed": None, "n": {"p": secret}}, {secret}) == {
+        "changed": False, "failed": None, "n": {"p": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}}

@@ -6,12 +6,15 @@ Over a local connection, with the controller's own Python (``ansible_python_inte
 environment, and ``gate0_observe_in_process`` true (the role's default), the module's work (gate0.core's
 ``gate0_observe.observe_all``, the same code the module runs) runs in a child process forked from
 Ansible's worker: its options validated against the module's own argument spec, its result passed back
-as JSON with every ``no_log`` value masked, as AnsibleModule does. It saves Ansible's cost of one module
-run (building the AnsiballZ payload, starting a new Python, importing from the zip: 0.6-0.8 s on the
-lab machine). A child, not the worker itself: a statement blocked inside libpq does not see Python's
-signals, so the task's ``timeout`` (the role's ``gate0_observe_timeout``) could not stop it; the worker
-waits for the child in Python and kills it when the timeout fires, as Ansible stops a module. Any
-other case runs the module, as any module runs.
+as JSON (AnsibleModule's own encoder) with every ``no_log`` value masked, its refusals too, as
+AnsibleModule does. It saves Ansible's cost of one module run (building the AnsiballZ payload, starting
+a new Python, importing from the zip: 0.6-0.8 s on the lab machine). A child, not the worker itself: a
+statement blocked inside libpq does not see Python's signals, so the task's ``timeout`` (the role's
+``gate0_observe_timeout``) could not stop it; the worker waits for the child in Python and kills it
+when the timeout fires (a module's process is not stopped by it: it runs on until its statement and
+lock timeouts). A stopped run (SIGTERM, SIGINT) ends the child at once, as it ends a module's process.
+The server ends a killed child's sessions when their statement returns: one waiting on a lock, at the
+lock timeout. Any other case runs the module, as any module runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.json import Direction, get_module_decoder, get_module_encoder
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.gate0.core.plugins.module_utils import gate0_observe, gate0_pg
@@ -31,11 +35,14 @@ from ansible_collections.gate0.core.plugins.module_utils import gate0_observe, g
 MODULE = "gate0_observe"
 
 
-def _plain(value: Any) -> Any:
-    """What json cannot encode by itself, as AnsibleModule's JSON does: sets as lists, the rest as text."""
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+# The JSON encoder AnsibleModule writes a module's result with (the legacy profile every module gets):
+# what it turns into JSON (sets, dates, bytes) the child returns alike, and what it refuses (a Decimal, an
+# object) fails the observation as it fails the module - never passed on as its text.
+MODULE_ENCODER = get_module_encoder("legacy", Direction.MODULE_TO_CONTROLLER)
+# And the options as the module receives them: through the JSON Ansible sends a module (its origin tags,
+# tuples and the like gone), never the controller's own objects.
+ARGS_ENCODER = get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)
+ARGS_DECODER = get_module_decoder("legacy", Direction.CONTROLLER_TO_MODULE)
 
 
 def observe_in_child(params: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +62,7 @@ def observe_in_child(params: dict[str, Any]) -> dict[str, Any]:
             start = time.monotonic()
             result: dict[str, Any] = {"changed": False, **gate0_observe.observe_all(params)}
             result["duration_ms"] = int((time.monotonic() - start) * 1000)
-            data = json.dumps(result, default=_plain).encode()
+            data = json.dumps(result, cls=MODULE_ENCODER).encode()
         except BaseException as exc:  # one line back to the parent, never a traceback
             why = " ".join(str(exc).split())
             failure = {"failed": True, "msg": f"{MODULE}: unexpected {type(exc).__name__}: {why}"}
@@ -83,6 +90,25 @@ def observe_in_child(params: dict[str, Any]) -> dict[str, Any]:
         return json.loads(b"".join(chunks))
     except ValueError:
         return {"failed": True, "msg": f"{MODULE}: the observing process ended without a result"}
+
+
+def validated_options(args: dict[str, Any]) -> tuple[dict[str, Any] | None, set[str], str | None]:
+    """The options as AnsibleModule hands them to the module, the no_log values, and when the options are
+    refused the one-line reason - masked, as AnsibleModule masks its fail_json message."""
+    sent = json.loads(json.dumps(dict(args), cls=ARGS_ENCODER), cls=ARGS_DECODER)
+    validated = ArgumentSpecValidator(gate0_observe.argument_spec()).validate(sent)
+    no_log = validated._no_log_values
+    if validated.error_messages:
+        why = " ".join(" ".join(validated.error_messages).split())
+        return None, no_log, remove_values(f"{MODULE}: {why}", no_log)
+    return validated.validated_parameters, no_log, None
+
+
+def masked(result: dict[str, Any], no_log: set[str]) -> dict[str, Any]:
+    """The result with every no_log value masked, its top-level booleans and nulls kept, as AnsibleModule
+    returns it."""
+    kept = {k: v for k, v in result.items() if v is None or isinstance(v, bool)}
+    return {**remove_values(result, no_log), **kept}
 
 
 def same_python(interpreter: str, executable: str) -> bool:
@@ -114,9 +140,7 @@ class ActionModule(ActionBase):
         if not self._in_process(task_vars):
             return {**result, **self._execute_module(module_name=MODULE, module_args=self._task.args,
                                                      task_vars=task_vars)}
-        validated = ArgumentSpecValidator(gate0_observe.argument_spec()).validate(dict(self._task.args))
-        if validated.error_messages:
-            return {**result, "failed": True, "changed": False,
-                    "msg": f"{MODULE}: {' '.join(' '.join(validated.error_messages).split())}"}
-        observed = observe_in_child(validated.validated_parameters)
-        return {**result, **remove_values(observed, validated._no_log_values)}
+        params, no_log, refused = validated_options(self._task.args)
+        if params is None:
+            return {**result, "failed": True, "changed": False, "msg": refused}
+        return {**result, **masked(observe_in_child(params), no_log)}
