@@ -11,10 +11,10 @@ AnsibleModule does. It saves Ansible's cost of one module run (building the Ansi
 a new Python, importing from the zip: 0.6-0.8 s on the lab machine). A child, not the worker itself: a
 statement blocked inside libpq does not see Python's signals, so the task's ``timeout`` (the role's
 ``gate0_observe_timeout``) could not stop it; the worker waits for the child in Python and kills it
-when the timeout fires (a module's process is not stopped by it: it runs on until its statement and
-lock timeouts). A stopped run (SIGTERM, SIGINT) ends the child at once, as it ends a module's process.
-The server ends a killed child's sessions when their statement returns: one waiting on a lock, at the
-lock timeout. Any other case runs the module, as any module runs.
+when the timeout fires (a module's process is not stopped by it: it runs on to its end, each statement
+bounded by the statement and lock timeouts). A stopped run (SIGTERM, SIGINT) ends the child at once, as
+it ends a module's process. The server ends a killed child's sessions when their statement returns: one
+waiting on a lock, at the lock timeout. Any other case runs the module, as any module runs.
 """
 
 from __future__ import annotations
