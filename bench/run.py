@@ -64,16 +64,22 @@ def run_playbook(playbook: str, timing: bool = False, *args: str) -> tuple[float
     """One run: wall seconds, exit code, and the per-task timing rows (when `timing`)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         timing_file = fh.name
+    # Each run its own, empty fact cache: every gate0 run is a first gate on the clone ("no history:
+    # instant only"). With the cache shared, the hand-written gate's psql sessions on the clone in
+    # between would rightly FAIL the next gate0 run's interval proof (clone.foreign_sessions).
+    cache = tempfile.TemporaryDirectory(prefix="gate0-bench-facts-")
+    env = {**bench_env(timing_file if timing else None), "ANSIBLE_CACHE_PLUGIN_CONNECTION": cache.name}
     try:
         start = time.monotonic()
         proc = subprocess.run(["ansible-playbook", playbook, *args], cwd=REPO, capture_output=True, text=True,
-                              env=bench_env(timing_file if timing else None), timeout=600, check=False)
+                              env=env, timeout=600, check=False)
         wall = time.monotonic() - start
         rows: list[dict[str, Any]] = []
         if timing and os.path.getsize(timing_file):
             rows = json.loads(Path(timing_file).read_text())
     finally:
         os.unlink(timing_file)
+        cache.cleanup()
     if proc.returncode != 0 and playbook != "playbooks/gate0.yml":
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise SystemExit(f"bench: {playbook} failed (rc {proc.returncode}):\n{tail}")
