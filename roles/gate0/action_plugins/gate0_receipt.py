@@ -17,9 +17,9 @@ production database and digest plus a SHA-256 of the whole production section th
 against, clone name, server identity and session counter, decisions), plus `tag` = HMAC-SHA256 over
 its canonical JSON (sorted keys, no whitespace, UTF-8).
 
-mode=guard fails, in that one line, when launch input sets any of them: the role runs it right after
-its verdict, before any task reads the registered verdict (an extra var of its name would be read
-instead), and playbooks/gate0.yml after its last check.
+mode=guard fails, in that one line, when launch input sets any of them, and when given hosts without a
+verdict: playbooks/gate0.yml's last task (the role's gate0_verdict refuses the same launch input itself,
+before any task reads its registered verdict).
 
 mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
 read it, gate0.core's gate0_interval) the same way, bound to the host; mode=verify checks such an
@@ -222,7 +222,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database", "sessions"))
+    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database", "sessions", "hosts_without_verdict"))
 
     def _secret(self, task_vars: dict[str, Any], extra_vars: Mapping[str, Any]) -> str:
         """GATE0_RECEIPT_SECRET when set (empty: no secret), else the variable without any extra var."""
@@ -258,6 +258,9 @@ class ActionModule(ActionBase):
             # of that name would be read instead, whatever this run observed.
             if why_not:
                 return {**fail, "msg": f"gate0 FAIL on {task_vars.get('inventory_hostname')}: {why_not}"}
+            missing = args.get("hosts_without_verdict") or []
+            if missing:
+                return {**fail, "msg": f"gate0 FAIL: no verdict from host(s) {', '.join(map(str, missing))}"}
             return {**result, "changed": False, "msg": "no launch input sets what gate0 computes itself"}
         if why_not and mode == "verify":
             return {**fail, "msg": f"gate0 refuses to accept a gate0 record: {why_not}"}

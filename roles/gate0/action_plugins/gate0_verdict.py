@@ -188,6 +188,14 @@ class ActionModule(ActionBase):
         except OSError as exc:
             return {**result, "failed": True, "changed": False,
                     "msg": f"gate0_verdict: writing the reports in {rep['dir']}: {exc.strerror or exc}"}
+        refused = (fact.get("receipt") or {}).get("refused")
+        if refused:
+            # Launch input set what gate0 computes itself (extra vars outrank register and set_fact: it
+            # would be read in place of this verdict). The reports say what the run saw, unsigned; the
+            # task fails, so nothing after it reads a verdict and the fact stays "not passed".
+            return {**result, "failed": True, "changed": False, "json_path": paths["json"],
+                    "md_path": paths["md"], "msg": f"gate0 FAIL on {args['run']['host']}: {refused}",
+                    "warnings": list(signed.get("warnings") or [])}
         warnings = list(signed.get("warnings") or [])
         # `sessions`: the clone's session counter, signed for the gate0_sessions fact (None: not read).
         return {**result, "changed": False, "gate0": fact, "sessions": signed.get("sessions"),

@@ -21,9 +21,10 @@ description:
     host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
     the others do not).
   - O(mode=guard) fails with one line (C(gate0 FAIL on) the host, then the variables named) when
-    extra vars set a variable named below, else returns ok; it needs no secret. The gate0 role runs it
-    right after its verdict, before any task reads the registered verdict (an extra var of that name
-    would be read in its place), and C(playbooks/gate0.yml) after its last check.
+    extra vars set a variable named below, then (C(gate0 FAIL), the hosts named) when
+    O(hosts_without_verdict) is not empty, else returns ok; it needs no secret. C(playbooks/gate0.yml)
+    runs it as its last task (an extra var C(__gate0_verdict) would be read in place of the role's
+    registered verdict; the role's verdict step refuses the same launch input itself).
   - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
@@ -58,6 +59,10 @@ options:
   clone_database:
     description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)).
     type: str
+  hosts_without_verdict:
+    description: With O(mode=guard), the play hosts that have no verdict from this run (fails naming them).
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
