@@ -29,6 +29,7 @@ from typing import Any
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.json import Direction, get_module_decoder, get_module_encoder
 from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.gate0.core.plugins.module_utils import gate0_observe, gate0_pg
 
@@ -128,8 +129,7 @@ class ActionModule(ActionBase):
             return False
         if self._play_context.become or any(self._task.environment or []):
             return False
-        wanted = self._templar.template(task_vars.get("gate0_observe_in_process", True))
-        if not (wanted if isinstance(wanted, bool) else str(wanted).lower() in ("1", "true", "yes", "on")):
+        if not boolean(self._templar.template(task_vars.get("gate0_observe_in_process", True)), strict=False):
             return False
         interpreter = self._templar.template(task_vars.get("ansible_python_interpreter", ""))
         return isinstance(interpreter, str) and same_python(interpreter, sys.executable)
