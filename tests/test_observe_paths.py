@@ -64,13 +64,27 @@ def test_both_ways_fail_alike(lab: Lab, tmp_path: Path) -> None:
 def test_same_python_is_one_binary_from_one_directory(tmp_path: Path) -> None:
     same = observe_action.same_python
     assert same(sys.executable, sys.executable)
-    alias = tmp_path / "bin" / "python-alias"
-    alias.parent.mkdir()
-    os.symlink(os.path.realpath(sys.executable), alias)
     # The same binary named from another directory (a venv's python is the system's binary) is another
     # Python with other packages: the module runs there.
-    assert not same(str(alias), sys.executable) or alias.parent == Path(sys.executable).parent
+    elsewhere = tmp_path / "python3"
+    os.symlink(os.path.realpath(sys.executable), elsewhere)
+    assert not same(str(elsewhere), sys.executable)
     assert not same("/nonexistent/python3", sys.executable)
+    # Another name of the same binary in the same directory (a venv's python3 beside its python) is it.
+    for name in ("python", "python3"):
+        other = Path(sys.executable).parent / name
+        if other.exists() and os.path.realpath(other) == os.path.realpath(sys.executable):
+            assert same(str(other), sys.executable)
+
+
+def test_a_process_that_cannot_start_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork refused (the process limit): a failed result naming the cause, never a traceback."""
+    def refuse() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(observe_action.os, "fork", refuse)
+    got = observe_action.observe_in_child({})
+    assert got == {"failed": True, "msg": "gate0_observe: could not start the observing process: "
+                                          "[Errno 11] Resource temporarily unavailable"}
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -49,8 +49,16 @@ ARGS_DECODER = get_module_decoder("legacy", Direction.CONTROLLER_TO_MODULE)
 def observe_in_child(params: dict[str, Any]) -> dict[str, Any]:
     """observe_all(params) in a forked child; the parent waits in Python (interruptible) and kills the
     child on any exception that reaches it (the task's timeout among them)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:
+        return {"failed": True, "msg": f"{MODULE}: could not start the observing process: {exc}"}
+    try:
+        pid = os.fork()
+    except OSError as exc:  # the process limit, memory: one line, nothing observed
+        os.close(read_end)
+        os.close(write_end)
+        return {"failed": True, "msg": f"{MODULE}: could not start the observing process: {exc}"}
     if pid == 0:  # the child: never returns into Ansible's worker
         # A stop (the worker passes SIGTERM or SIGINT to its process group) ends the child at once, as it
         # ends a module's process: the worker's own handler, inherited by the fork, is Python code that
