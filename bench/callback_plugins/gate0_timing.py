@@ -41,15 +41,17 @@ class CallbackModule(CallbackBase):
         key = f"{result._host.get_name()}|{result._task._uuid}"
         start = self._start.pop(key, None)
         res = result._result if isinstance(result._result, dict) else {}
+        observed = res.get("observed_ms") if isinstance(res.get("observed_ms"), dict) else {}
         self._rows.append({
             "task": result._task.get_name(),
             "action": result._task.action,
             "host": result._host.get_name(),
             "seconds": None if start is None else round(time.monotonic() - start, 4),
-            "duration_ms": res.get("duration_ms"),
-            # gate0_observe: each part's own duration_ms (pg_fingerprint, clone_isolation, disk_headroom).
-            "parts": {k: v.get("duration_ms") for k, v in res.items()
-                      if k in PARTS and isinstance(v, dict)},
+            "duration_ms": observed.get("gate0_observe", res.get("duration_ms")),
+            # gate0_observe (run by the role's gate0_verdict, which reports `observed_ms`, or as its own
+            # task): each part's own duration_ms (pg_fingerprint, clone_isolation, disk_headroom).
+            "parts": {k: v for k, v in observed.items() if k in PARTS} or {
+                k: v.get("duration_ms") for k, v in res.items() if k in PARTS and isinstance(v, dict)},
         })
 
     def v2_runner_on_ok(self, result: Any) -> None:

@@ -17,13 +17,13 @@ production database and digest plus a SHA-256 of the whole production section th
 against, clone name, server identity and session counter, decisions), plus `tag` = HMAC-SHA256 over
 its canonical JSON (sorted keys, no whitespace, UTF-8).
 
-mode=guard fails, in that one line, when launch input sets any of them, and when given hosts without a
-verdict: playbooks/gate0.yml's last task (the role's gate0_verdict refuses the same launch input itself,
-before any task reads its registered verdict).
+mode=guard fails, in that one line, when launch input sets any of them, and when one of the given
+hosts holds no verdict of this run: playbooks/gate0.yml's last task (the role's gate0_verdict refuses
+the same launch input itself, before any task reads its registered verdict).
 
 mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
-read it, gate0.core's gate0_interval) the same way, bound to the host; mode=verify checks such an
-entry beside the record, so a consumer compares the counter with a reading no launcher could write.
+read it, gate0.core's gate0_interval) the same way, bound to the host, and sets that fact (the kept
+entries plus this clone's); mode=verify checks such an entry beside the record, so a consumer compares the counter with a reading no launcher could write.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database", "sessions", "hosts_without_verdict"))
+    _VALID_ARGS = frozenset(("mode", "gate0", "clone_database", "sessions", "hosts", "kept"))
 
     def _secret(self, task_vars: dict[str, Any], extra_vars: Mapping[str, Any]) -> str:
         """GATE0_RECEIPT_SECRET when set (empty: no secret), else the variable without any extra var."""
@@ -243,6 +243,20 @@ class ActionModule(ActionBase):
         from ansible.utils.vars import load_extra_vars
         return load_extra_vars(self._loader)
 
+    def _without_verdict(self, hosts: Any, task_vars: dict[str, Any]) -> list[str]:
+        """The given hosts that hold no verdict of this run (the role's registered `__gate0_verdict`
+        with its `gate0`): unreachable, failed before it, or skipped."""
+        hostvars = task_vars.get("hostvars") or {}
+        missing: list[str] = []
+        for name in hosts if isinstance(hosts, list) else []:
+            try:
+                verdict = self._templar.template(hostvars[name].get("__gate0_verdict"))
+            except Exception:  # a host whose variables cannot be read holds no verdict
+                verdict = None
+            if not (isinstance(verdict, Mapping) and isinstance(verdict.get("gate0"), Mapping)):
+                missing.append(str(name))
+        return missing
+
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
@@ -258,7 +272,7 @@ class ActionModule(ActionBase):
             # of that name would be read instead, whatever this run observed.
             if why_not:
                 return {**fail, "msg": f"gate0 FAIL on {task_vars.get('inventory_hostname')}: {why_not}"}
-            missing = args.get("hosts_without_verdict") or []
+            missing = self._without_verdict(args.get("hosts"), task_vars)
             if missing:
                 return {**fail, "msg": f"gate0 FAIL: no verdict from host(s) {', '.join(map(str, missing))}"}
             return {**result, "changed": False, "msg": "no launch input sets what gate0 computes itself"}
@@ -274,6 +288,11 @@ class ActionModule(ActionBase):
             return {**result, "changed": False, "gate0": unsigned, "signed": False, "sessions": None,
                     "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
                                  "the result is marked not passed"]}
+        kept = args.get("kept") if isinstance(args.get("kept"), Mapping) else {}
+        if mode == "mark" and args.get("sessions") is None:
+            # Not read: the clone's entry is kept as null (nothing to sign, no secret needed).
+            return {**result, "changed": False, "sessions": None,
+                    "ansible_facts": {"gate0_sessions": {**kept, str(args.get("clone_database")): None}}}
         try:
             secret = self._secret(task_vars, extra_vars)
         except Exception as exc:  # an unreadable secret is a failure, never "no secret"
@@ -288,9 +307,11 @@ class ActionModule(ActionBase):
             if not isinstance(entry, Mapping):
                 return {**fail, "msg": "gate0_receipt: sessions (the counter reading to keep) must be a dict"}
             try:
-                return {**result, "changed": False, "sessions": mark(entry, secret, host)}
+                signed_entry = mark(entry, secret, host)
             except TypeError as exc:
                 return {**fail, "msg": f"gate0_receipt: the session counter cannot be signed: {exc}"}
+            return {**result, "changed": False, "sessions": signed_entry, "ansible_facts": {
+                "gate0_sessions": {**kept, str(args.get("clone_database")): signed_entry}}}
         if mode == "sign":
             fact = args.get("gate0")
             if not isinstance(fact, Mapping):

@@ -1,21 +1,26 @@
-"""Action plugin gate0_verdict: the entry gate's one controller step, after the observation.
+"""Action plugin gate0_verdict: the entry gate's observation and its one controller step after it.
 
-From gate0_observe's result and the role's validated settings it judges every gate (gate0.core's
-judges), completes the records by the stable ids, decides, signs the gate0 fact (the gate0_receipt
-action), and writes the JSON and the Markdown report from one report dict. Documentation:
-roles/gate0/library/gate0_verdict.py.
+It runs the gate0_observe action (the module library/gate0_observe.py, in a forked process when the
+database host is the controller) for the gates this run observes, bounded by gate0_observe_timeout; from
+its result and the role's validated settings it judges every gate (gate0.core's judges), completes the
+records by the stable ids, decides, signs the gate0 fact (the gate0_receipt action), writes the JSON and
+the Markdown report from one report dict, and returns the signed gate0 and gate0_sessions facts.
+Documentation: roles/gate0/library/gate0_verdict.py.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import signal
+import time
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 from ansible_collections.gate0.core.plugins.module_utils import (
+    gate0_checks,
     gate0_clone_checks,
     gate0_decisions,
     gate0_disk_checks,
@@ -25,9 +30,14 @@ from ansible_collections.gate0.core.plugins.module_utils import (
 )
 
 GATES = ("prod", "clone", "disk")
+# gate0_observe's part for each gate.
+PARTS = {"prod": "fingerprint", "clone": "clone", "disk": "disk"}
 DICT, LIST, STR = {"type": "dict"}, {"type": "list", "elements": "str"}, {"type": "str"}
 ARGUMENT_SPEC: dict[str, Any] = {
-    "observed": {"type": "dict", "default": {}},
+    "observe": {"type": "dict", "default": {}, "options": {
+        "fingerprint": DICT, "clone": DICT, "disk": DICT}},
+    "observe_timeout": {"type": "int", "required": True},
+    "sessions_kept": {"type": "dict", "default": {}},
     "run_gates": {**LIST, "required": True},
     "gates": {**LIST, "required": True},
     "check_ids": {**LIST, "required": True},
@@ -54,6 +64,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
         "mode": {**STR, "default": "0640"},
     }},
 }
+
+
+class ObserveTimeout(Exception):
+    """gate0_observe_timeout passed before gate0_observe returned."""
 
 
 def judge(args: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +157,39 @@ class ActionModule(ActionBase):
             loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
         return action.run(task_vars=task_vars)
 
+    def _observe(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
+        """gate0_observe's result for the gates this run observes, within gate0_observe_timeout: past it
+        the observation is stopped (in process it is killed; a module's process runs on, each statement
+        bounded by the statement and lock timeouts) and every part fails with that one reason."""
+        parts = {PARTS[g]: args["observe"][PARTS[g]] for g in args["run_gates"]
+                 if args["observe"].get(PARTS[g]) is not None}
+        if not parts:
+            return {}
+        task = self._task.copy()
+        task.args = parts
+        action = self._shared_loader_obj.action_loader.get(
+            "gate0_observe", task=task, connection=self._connection, play_context=self._play_context,
+            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+        seconds = args["observe_timeout"]
+
+        def stop(signum: int, frame: Any) -> None:
+            raise ObserveTimeout
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.alarm(seconds)
+        try:
+            return action.run(task_vars=task_vars)
+        except ObserveTimeout:
+            return {"failed": True,
+                    "msg": f"gate0_observe stopped after {seconds} s (gate0_observe_timeout): it had not returned"}
+        except AnsibleConnectionFailure:
+            raise  # the host is unreachable: Ansible says so, and the fact stays "not passed"
+        except AnsibleError as exc:
+            return {"failed": True, "msg": f"gate0_observe failed: {gate0_checks.one_line(str(exc))}"}
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
     def _secrets(self) -> list[str]:
         """The values of the password variables and environment secrets (undefined or empty: none)."""
         out: list[str] = []
@@ -170,6 +217,12 @@ class ActionModule(ActionBase):
         except AnsibleActionFail as exc:
             return {**result, "failed": True, "changed": False,
                     "msg": f"gate0_verdict: {' '.join(str(exc).split())}"}
+        start = time.monotonic()
+        args["observed"] = self._observe(args, task_vars or {})
+        # How long the observation took (its task-level wall) and each part's own duration_ms.
+        observed_ms = {"gate0_observe": int((time.monotonic() - start) * 1000),
+                       **{part: got.get("duration_ms") for part, got in args["observed"].items()
+                          if part in PARTS.values() and isinstance(got, dict)}}
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         judged = judge({**args, "now": now})
         checks = gate0_verdict.gate0_complete_checks(judged["records"], args["check_ids"], args["gates"],
@@ -197,8 +250,18 @@ class ActionModule(ActionBase):
                     "md_path": paths["md"], "msg": f"gate0 FAIL on {args['run']['host']}: {refused}",
                     "warnings": list(signed.get("warnings") or [])}
         warnings = list(signed.get("warnings") or [])
-        # `sessions`: the clone's session counter, signed for the gate0_sessions fact (None: not read).
-        return {**result, "changed": False, "gate0": fact, "sessions": signed.get("sessions"),
-                "json_path": paths["json"],
-                "md_path": paths["md"], "disk": judged["disk_report"],
+        host, checks = args["run"]["host"], fact["checks"]
+        skipped = sum(1 for c in checks if c.get("status") == "skipped")
+        # Only now, the reports written and the receipt signed, do the facts (and the cache) take this
+        # run's verdict; `gate0` is the public contract that mutation roles and AWX read. `gate0_sessions`:
+        # the clone's session counter as this run last read it, signed (None: not read), so the next gate0
+        # step on this clone proves nobody else connected since.
+        facts = {"gate0": fact, "gate0_sessions": {**args["sessions_kept"],
+                                                   args["clone"]["database"]: signed.get("sessions")}}
+        return {**result, "changed": False, "ansible_facts": facts, "gate0": fact,
+                "sessions": signed.get("sessions"), "json_path": paths["json"], "md_path": paths["md"],
+                "disk": judged["disk_report"], "observed_ms": observed_ms,
+                "pass_msg": f"gate0 PASS on {host}: {len(checks)} checks ({skipped} skipped); "
+                            f"report {paths['md']}",
+                "fail_msg": gate0_verdict.gate0_fail_message(checks, host, paths["md"]),
                 **({"warnings": warnings} if warnings else {})}

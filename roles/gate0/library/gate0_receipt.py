@@ -21,11 +21,13 @@ description:
     host and this clone, and returns those that hold as RV(sessions) (RV(sessions_refused) says why
     the others do not).
   - O(mode=guard) fails with one line (C(gate0 FAIL on) the host, then the variables named) when
-    extra vars set a variable named below, then (C(gate0 FAIL), the hosts named) when
-    O(hosts_without_verdict) is not empty, else returns ok; it needs no secret. C(playbooks/gate0.yml)
-    runs it as its last task (an extra var C(__gate0_verdict) would be read in place of the role's
+    extra vars set a variable named below, then (C(gate0 FAIL), the hosts named) when a host of
+    O(hosts) holds no verdict of this run (the role's registered C(__gate0_verdict)), else returns ok;
+    it needs no secret. C(playbooks/gate0.yml) runs it as its last task (an extra var C(__gate0_verdict) would be read in place of the role's
     registered verdict; the role's verdict step refuses the same launch input itself).
-  - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions)), bound to the host, and returns it.
+  - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions); null: not read, kept as null), bound
+    to the host, returns it, and sets the cacheable C(gate0_sessions) fact to O(kept) with this entry
+    for O(clone_database).
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
     It never comes from launch input (extra vars - C(-e), AWX launch and survey variables, workflow
@@ -56,11 +58,16 @@ options:
       - A session counter reading to sign (O(mode=mark)), or the kept ones to verify (O(mode=verify),
         one entry or a list; null entries are left out).
     type: raw
+  kept:
+    description: With O(mode=mark), the C(gate0_sessions) entries kept so far (clone database to entry).
+    type: dict
   clone_database:
-    description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)).
+    description: With O(mode=verify), the clone about to be mutated (C(gate0_clone_database)); with
+      O(mode=mark), the clone whose entry is set.
     type: str
-  hosts_without_verdict:
-    description: With O(mode=guard), the play hosts that have no verdict from this run (fails naming them).
+  hosts:
+    description: With O(mode=guard), the play's hosts, each of which must hold this run's verdict
+      (fails naming those that do not).
     type: list
     elements: str
 attributes:

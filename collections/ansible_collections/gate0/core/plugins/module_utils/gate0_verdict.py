@@ -1,6 +1,7 @@
 """Validate gate0's inputs and turn the gates' check records into one verdict.
 
-Used by tasks/validate.yml (gate0_config_problems), the gate0_verdict action (completion, failures)
+Used by the gate0_start action (gate0_config_problems, the unfinished fact), the gate0_verdict action
+(completion, failures)
 and the consumers (gate0_require_problems, gate0_play_stats). They run on the controller and only
 compute: no connection, no file written.
 """
@@ -32,6 +33,14 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "gate0_production_hash_chunk_rows": (1, None),
     "gate0_clone_quiet_window": (0, 600),
 }
+
+
+# Every role variable gate0_config_problems judges: what the gate0_start action reads (after the role's
+# argument spec) before any connection.
+CONFIG_VARS = (*RANGES, "gate0_production_database", "gate0_production_allowed_databases",
+               "gate0_production_baseline", "gate0_clone_database", "gate0_clone_name_prefix",
+               "gate0_clone_name_prefix_min_length", "gate0_clone_name_suffix_regex", "gate0_report_dir",
+               "gate0_gates")
 
 
 def _number(value: Any) -> float | None:
@@ -213,8 +222,16 @@ def gate0_fail_message(records: list[dict[str, Any]], host: str, report: str = "
     return "\n".join([head, *failed, *([f"report {report}"] if report else [])])
 
 
+def gate0_unfinished_fact(run_id: str, started_at: str, host: str, production_database: str,
+                          clone_database: str) -> dict[str, Any]:
+    """The gate0 fact from a run's start until its verdict: not passed, not finished (`unfinished`)."""
+    return {"passed": False, "finished": False, "run_id": run_id, "checked_at": started_at, "host": host,
+            "gates": [], "production": {"database": production_database, "digest": None, "counts": {}},
+            "clone": {"database": clone_database, "identity": None}, "checks": []}
+
+
 def unfinished(gate0: Any) -> str | None:
-    """Why a gate0 record is no verdict: the run that wrote it did not finish (validate.yml's mark)."""
+    """Why a gate0 record is no verdict: the run that wrote it did not finish (gate0_start's mark)."""
     if isinstance(gate0, dict) and gate0.get("finished") is False:
         return (f"gate0 run {gate0.get('run_id')} started at {gate0.get('checked_at')} did not finish "
                 "(failed or interrupted before its reports and receipt): no verdict; run playbooks/gate0.yml")
