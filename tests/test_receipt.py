@@ -405,11 +405,12 @@ def _cache(where: Path) -> dict[str, str]:
 
 
 def _cached_gate0(where: Path) -> dict[str, Any]:
-    """The `gate0` fact as ansible-core 2.19's jsonfile cache keeps it (<prefix>lab: a tagged payload)."""
+    """The `gate0` fact as ansible-core 2.19's jsonfile cache keeps it (<prefix>lab: a payload; the fact is
+    plain JSON, as the gate0_verdict action returns it)."""
     (path,) = (where / "facts").glob("*lab")
     cached = json.loads(json.loads(path.read_text())["__payload__"])["gate0"]
-    assert "__ansible_type" not in json.dumps(cached["value"])  # plain JSON, as gate0 stores it
-    return cached["value"]
+    assert "__ansible_type" not in json.dumps(cached)
+    return cached
 
 
 def _forged_rows(lab: Lab) -> int:

@@ -23,7 +23,8 @@ the same launch input itself, before any task reads its registered verdict).
 
 mode=mark signs one entry of the `gate0_sessions` fact (the clone's session counter as gate0 last
 read it, gate0.core's gate0_interval) the same way, bound to the host, and sets that fact (the kept
-entries plus this clone's); mode=verify checks such an entry beside the record, so a consumer compares the counter with a reading no launcher could write.
+entries plus this clone's); mode=verify checks such an entry beside the record, so a consumer
+compares the counter with a reading no launcher could write.
 """
 
 from __future__ import annotations

@@ -180,8 +180,8 @@ class ActionModule(ActionBase):
         try:
             return action.run(task_vars=task_vars)
         except ObserveTimeout:
-            return {"failed": True,
-                    "msg": f"gate0_observe stopped after {seconds} s (gate0_observe_timeout): it had not returned"}
+            why = f"gate0_observe stopped after {seconds} s (gate0_observe_timeout): it had not returned"
+            return {"failed": True, "msg": why}
         except AnsibleConnectionFailure:
             raise  # the host is unreachable: Ansible says so, and the fact stays "not passed"
         except AnsibleError as exc:

@@ -23,11 +23,12 @@ description:
   - O(mode=guard) fails with one line (C(gate0 FAIL on) the host, then the variables named) when
     extra vars set a variable named below, then (C(gate0 FAIL), the hosts named) when a host of
     O(hosts) holds no verdict of this run (the role's registered C(__gate0_verdict)), else returns ok;
-    it needs no secret. C(playbooks/gate0.yml) runs it as its last task (an extra var C(__gate0_verdict) would be read in place of the role's
-    registered verdict; the role's verdict step refuses the same launch input itself).
-  - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions); null: not read, kept as null), bound
-    to the host, returns it, and sets the cacheable C(gate0_sessions) fact to O(kept) with this entry
-    for O(clone_database).
+    it needs no secret. C(playbooks/gate0.yml) runs it as its last task (an extra var
+    C(__gate0_verdict) would be read in place of the role's registered verdict; the role's verdict
+    step refuses the same launch input itself).
+  - O(mode=mark) signs one C(gate0_sessions) entry (O(sessions), bound to the host; null when not
+    read, kept as null), returns it, and sets the cacheable C(gate0_sessions) fact to O(kept) with
+    this entry for O(clone_database).
     O(mode=sign) returns the entry of the gate's own reading as RV(sessions).
   - The secret is read on the controller only and never appears in the task's arguments or result.
     It never comes from launch input (extra vars - C(-e), AWX launch and survey variables, workflow

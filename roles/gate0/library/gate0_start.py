@@ -8,12 +8,12 @@ short_description: Start a gate0 run, mark the gate0 fact not passed, list misco
 description:
   - The entry gate's first step, after the role's argument spec and before any connection. Starts the
     run (a random id, its UTC start and the reports' file-name stamp) and sets the C(gate0) fact - in
-    memory and in the fact cache - to C(passed=false), C(finished=false) until this run's verdict:
+    memory and in the fact cache - to C(passed=false), C(finished=false) until this run's verdict, so
     a run that fails, is stopped or crashes never leaves an earlier run's PASS for a consumer.
   - Judges what the argument spec cannot express (ranges, the clone name rule, the production
     allowlist, a writable report directory), reading the role variables itself, and returns each
     problem as one line naming the variable and the value it got. It does not fail on them (a failed
-    task's facts are dropped, and the mark must land): the role's next task asserts RV(problems).
+    task's facts are dropped, and the mark must land); the role's next task asserts RV(problems).
   - Takes no options; never reports changed.
 version_added: "1.0.0"
 author: gate0 developers

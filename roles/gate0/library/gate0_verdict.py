@@ -4,22 +4,37 @@
 DOCUMENTATION = r"""
 ---
 module: gate0_verdict
-short_description: Judge gate0's observation, decide, sign, and write both reports (controller only)
+short_description: Observe, judge, decide, sign, write both reports and set the gate0 facts (controller)
 description:
-  - The entry gate's one controller step after C(gate0_observe). Judges each gate this run observed
-    with the judges of the collection C(gate0.core) (one function per check id), completes the check
-    records by the stable ids (a gate left out by C(gate0_gates) is C(skipped), one left out by tags
-    FAILs as not run), decides (clone objectives, production persistent seed), signs the gate0 fact
-    with the C(gate0_receipt) action (the secret never passes through this task), and writes
+  - The entry gate's observation and its one controller step. Runs the C(gate0_observe) action (the
+    module C(library/gate0_observe.py); without a module payload when the database host is the
+    controller) for the gates this run observes, bounded by O(observe_timeout) (past it the observation
+    is stopped and each part fails with that one reason). Judges each gate with the judges of the
+    collection C(gate0.core) (one function per check id), completes the check records by the stable
+    ids (a gate left out by C(gate0_gates) is C(skipped), one left out by tags FAILs as not run),
+    decides (clone objectives, production persistent seed), signs the gate0 fact with the
+    C(gate0_receipt) action (the secret never passes through this task), and writes
     C(<dir>/gate0-<host>-<stamp>-<run id>.json) and C(.md) from one report dict.
+  - Only then sets the C(gate0) fact and the C(gate0_sessions) fact (O(sessions_kept) with this clone's
+    signed counter), in memory and in the fact cache. It fails, facts unchanged, when launch input sets
+    what gate0 computes itself (the reports are written unsigned).
   - Never replaces an existing report (the first free name of C(<basename>-2), C(-3), ... up to 100).
     Every value of the password variables and of C(GATE0_RECEIPT_SECRET) is masked in both files.
   - Its arguments are validated (C(validate_argument_spec)); it never reports changed.
 version_added: "1.0.0"
 author: gate0 developers
 options:
-  observed:
-    description: The registered result of C(gate0_observe) (its parts C(fingerprint), C(clone), C(disk)).
+  observe:
+    description: C(gate0_observe)'s options per part (C(fingerprint), C(clone), C(disk)); a part is
+      observed when its gate is in O(run_gates) and its options are given.
+    type: dict
+    default: {}
+  observe_timeout:
+    description: Seconds the observation may take (C(gate0_observe_timeout)).
+    type: int
+    required: true
+  sessions_kept:
+    description: The C(gate0_sessions) entries kept so far (clone database to signed counter reading).
     type: dict
     default: {}
   run_gates:
@@ -73,24 +88,44 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Judge, decide, sign and write both reports
+- name: Observe, judge, sign and write both reports
   gate0_verdict:
-    observed: "{{ __gate0_observed }}"
+    observe: {fingerprint: "{{ __gate0_fingerprint_options }}", clone: "{{ __gate0_clone_options }}",
+              disk: "{{ __gate0_disk_options }}"}
+    observe_timeout: 300
     run_gates: [prod, clone, disk]
     gates: [prod, clone, disk]
     check_ids: "{{ __gate0_check_ids }}"
-    run: {id: "{{ __gate0_run_id }}", started_at: "{{ __gate0_started_at }}", stamp: "{{ __gate0_stamp }}",
-          host: "{{ inventory_hostname }}"}
+    run: "{{ __gate0_start.run }}"
     production: {database: directus, allowed_databases: [directus],
                  clone_database: directus_gov_test_20260602}
     clone: "{{ __gate0_clone_settings }}"
     disk: "{{ __gate0_disk_settings }}"
+    sessions_kept: "{{ __gate0_sessions_kept }}"
     seed_approvals: {target: governance_ownership, required: 210, targets: "{{ gate0_production_targets }}"}
     report: {dir: reports, channels: "{{ __gate0_report_channels }}"}
   register: __gate0_verdict
 """
 
 RETURN = r"""
+ansible_facts:
+  description: C(gate0) (the signed fact) and C(gate0_sessions) (O(sessions_kept) with this clone's
+    entry), cacheable.
+  type: dict
+  returned: success
+pass_msg:
+  description: The PASS line (host, checks, skipped, report path).
+  type: str
+  returned: success
+fail_msg:
+  description: The FAIL message, a header line then every failed check on its own line, then the report.
+  type: str
+  returned: success
+observed_ms:
+  description: How long the observation took (C(gate0_observe)) and each part's own duration.
+  type: dict
+  returned: success
+  sample: {gate0_observe: 700, fingerprint: 550, clone: 120, disk: 28}
 gate0:
   description: The signed gate0 fact (README "Facts and set_stats").
   type: dict
