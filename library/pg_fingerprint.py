@@ -319,6 +319,13 @@ timings:
               sample: 210}
     hash_connections: {description: Connections that hashed (this one and the workers), type: int,
                        returned: when hashed, sample: 2}
+    hash_methods:
+      description: Per hashed target, how its rows were hashed - C(record) (column by column, with each
+        column type's own extended hash function, when every column's type has one) or C(text) (the
+        row's text form); both with the row's version (ctid, xmin).
+      type: dict
+      returned: when hashed
+      sample: {system_issues: record, settings: text}
 failed_stage:
   description: Where it failed (allowlist, options, connect, session, proof, targets, counters, write_proof,
     clone_probe).

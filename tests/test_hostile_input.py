@@ -240,17 +240,6 @@ def test_fingerprint_hostile_relation_and_target_names(lab: Lab, owned_canary: s
 
 # --- malformed vars: refused before any connection ------------------------------------------------
 
-# Cases only the role's own validation (tasks/validate.yml, the end-to-end work) can refuse before
-# any connection: until it is merged, the gates refuse them one by one after others connected.
-NEEDS_ROLE_VALIDATION = {"gate0_production_allowed_databases", "gate0_clone_name_prefix", "gate0_report_dir"}
-
-
-def require_role_validation(var: str) -> None:
-    text = (REPO / "roles/gate0/tasks/validate.yml").read_text()
-    if var in NEEDS_ROLE_VALIDATION and var not in text:
-        pytest.skip(f"tasks/validate.yml does not check {var} yet (end-to-end work not merged)")
-
-
 BAD_VARS = [
     ("gate0_statement_timeout", "five seconds"),
     ("gate0_statement_timeout", 0),
@@ -271,7 +260,6 @@ def test_malformed_vars_refused_before_any_connection(lab: Lab, tmp_path, var: s
     """Both channels point at a closed port: a connection attempt would show as 'Connection refused'.
     The run must stop on the variable instead, naming it."""
     require_gate()
-    require_role_validation(var)
     port = closed_port()
     run = run_gate(tmp_path, {"gate0_production_login_port": port, "gate0_clone_login_port": port,
                               var: value})
@@ -283,7 +271,6 @@ def test_malformed_vars_refused_before_any_connection(lab: Lab, tmp_path, var: s
 
 def test_unwritable_report_dir_refused_before_any_connection(lab: Lab, tmp_path) -> None:
     require_gate()
-    require_role_validation("gate0_report_dir")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n")
     port = closed_port()

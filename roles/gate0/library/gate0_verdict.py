@@ -8,75 +8,34 @@ short_description: Observe, judge, decide, sign, write both reports and set the 
 description:
   - The entry gate's observation and its one controller step. Runs the C(gate0_observe) action (the
     module C(library/gate0_observe.py); without a module payload when the database host is the
-    controller) for the gates this run observes, bounded by O(observe_timeout) (past it the observation
-    is stopped and each part fails with that one reason). Judges each gate with the judges of the
-    collection C(gate0.core) (one function per check id), completes the check records by the stable
+    controller) for the gates this run observes, bounded by C(gate0_observe_timeout) (past it the
+    observation is stopped and each part fails with that one reason). Judges each gate with the judges
+    of the collection C(gate0.core) (one function per check id), completes the check records by the stable
     ids (a gate left out by C(gate0_gates) is C(skipped), one left out by tags FAILs as not run),
     decides (clone objectives, production persistent seed), signs the gate0 fact with the
     C(gate0_receipt) action (the secret never passes through this task), and writes
     C(<dir>/gate0-<host>-<stamp>-<run id>.json) and C(.md) from one report dict.
-  - Only then sets the C(gate0) fact and the C(gate0_sessions) fact (O(sessions_kept) with this clone's
+  - Only then sets the C(gate0) fact and the C(gate0_sessions) fact (the kept entries with this clone's
     signed counter), in memory and in the fact cache. It fails, facts unchanged, when launch input sets
     what gate0 computes itself (the reports are written unsigned).
   - Never replaces an existing report (the first free name of C(<basename>-2), C(-3), ... up to 100).
     Every value of the password variables and of C(GATE0_RECEIPT_SECRET) is masked in both files.
-  - Its arguments are validated (C(validate_argument_spec)); it never reports changed.
+  - It reads the role's variables itself, through the builders of C(gate0.core)'s C(gate0_options) (the
+    modules' options, the judges' settings, the channels the report describes - the same builders
+    the role's C(vars/main.yml) gives the consumers), and checks what it built and its two options
+    against its argument spec; it never reports changed.
 version_added: "1.0.0"
 author: gate0 developers
 options:
-  observe:
-    description: C(gate0_observe)'s options per part (C(fingerprint), C(clone), C(disk)); a part is
-      observed when its gate is in O(run_gates) and its options are given.
-    type: dict
-    default: {}
-  observe_timeout:
-    description: Seconds the observation may take (C(gate0_observe_timeout)).
-    type: int
-    required: true
-  sessions_kept:
-    description: The C(gate0_sessions) entries kept so far (clone database to signed counter reading).
-    type: dict
-    default: {}
-  run_gates:
-    description: The gates this run observed (C(gate0_gates) narrowed by tags).
-    type: list
-    elements: str
-    required: true
-  gates:
-    description: C(gate0_gates); a gate not in it has its checks reported C(skipped).
-    type: list
-    elements: str
-    required: true
-  check_ids:
-    description: The stable check ids, in report order.
-    type: list
-    elements: str
-    required: true
   run:
-    description: The run's id, start (UTC, ISO 8601), file-name stamp and host.
+    description: This run's id, start (UTC, ISO 8601), file-name stamp and host (C(gate0_start)'s RV(run)).
     type: dict
     required: true
-  production:
-    description: The production gate's settings (database, allowed_databases, clone_database, baseline,
-      targets).
-    type: dict
-    required: true
-  clone:
-    description: The clone gate's settings (the role's C(__gate0_clone_settings)).
-    type: dict
-    required: true
-  disk:
-    description: The disk rules (the role's C(__gate0_disk_settings)).
-    type: dict
-    required: true
-  seed_approvals:
-    description: The production persistent seed's approval rule (target, required, targets).
-    type: dict
-    required: true
-  report:
-    description: Where the reports go (C(dir)), the channels the Markdown describes (C(channels)), the
-      Markdown template (C(template), default C(report.md.j2)) and the files' mode (C(mode), default C(0640)).
-    type: dict
+  run_gates:
+    description: The gates this run observes (C(gate0_gates) narrowed by tags, C(gate0_start)'s
+      RV(run_gates)); the others are not observed and their checks complete as skipped or not run.
+    type: list
+    elements: str
     required: true
 attributes:
   check_mode:
@@ -88,28 +47,20 @@ attributes:
 """
 
 EXAMPLES = r"""
+- name: Start the run
+  gate0_start:
+  register: __gate0_start
+
 - name: Observe, judge, sign and write both reports
   gate0_verdict:
-    observe: {fingerprint: "{{ __gate0_fingerprint_options }}", clone: "{{ __gate0_clone_options }}",
-              disk: "{{ __gate0_disk_options }}"}
-    observe_timeout: 300
-    run_gates: [prod, clone, disk]
-    gates: [prod, clone, disk]
-    check_ids: "{{ __gate0_check_ids }}"
     run: "{{ __gate0_start.run }}"
-    production: {database: directus, allowed_databases: [directus],
-                 clone_database: directus_gov_test_20260602}
-    clone: "{{ __gate0_clone_settings }}"
-    disk: "{{ __gate0_disk_settings }}"
-    sessions_kept: "{{ __gate0_sessions_kept }}"
-    seed_approvals: {target: governance_ownership, required: 210, targets: "{{ gate0_production_targets }}"}
-    report: {dir: reports, channels: "{{ __gate0_report_channels }}"}
+    run_gates: "{{ __gate0_start.run_gates }}"
   register: __gate0_verdict
 """
 
 RETURN = r"""
 ansible_facts:
-  description: C(gate0) (the signed fact) and C(gate0_sessions) (O(sessions_kept) with this clone's
+  description: C(gate0) (the signed fact) and C(gate0_sessions) (the kept entries with this clone's
     entry), cacheable.
   type: dict
   returned: success
