@@ -1,11 +1,13 @@
 """Action plugin gate0_verdict: the entry gate's observation and its one controller step after it.
 
-It runs the gate0_observe action (the module library/gate0_observe.py, in a forked process when the
-database host is the controller) for the gates this run observes, bounded by gate0_observe_timeout; from
-its result and the role's validated settings it judges every gate (gate0.core's judges), completes the
-records by the stable ids, decides, signs the gate0 fact (the gate0_receipt action), writes the JSON and
-the Markdown report from one report dict, and returns the signed gate0 and gate0_sessions facts.
-Documentation: roles/gate0/library/gate0_verdict.py.
+Its settings - each module's options, the judges' settings, the report's channels - are built from
+the role's variables by gate0.core's gate0_options (the builders the role's vars/main.yml gives the
+consumers too), then checked against ARGUMENT_SPEC. It runs the gate0_observe action (the module
+library/gate0_observe.py, in a forked process when the database host is the controller) for the gates
+this run observes, bounded by gate0_observe_timeout; from its result and those settings it judges
+every gate (gate0.core's judges), completes the records by the stable ids, decides, signs the gate0
+fact (the gate0_receipt action), writes the JSON and the Markdown report from one report dict, and
+returns the signed gate0 and gate0_sessions facts. Documentation: roles/gate0/library/gate0_verdict.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import signal
 import time
 from typing import Any
 
-from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 from ansible_collections.gate0.core.plugins.module_utils import (
@@ -24,6 +27,7 @@ from ansible_collections.gate0.core.plugins.module_utils import (
     gate0_clone_checks,
     gate0_decisions,
     gate0_disk_checks,
+    gate0_options,
     gate0_prod_checks,
     gate0_report,
     gate0_verdict,
@@ -33,6 +37,17 @@ GATES = ("prod", "clone", "disk")
 # gate0_observe's part for each gate.
 PARTS = {"prod": "fingerprint", "clone": "clone", "disk": "disk"}
 DICT, LIST, STR = {"type": "dict"}, {"type": "list", "elements": "str"}, {"type": "str"}
+# The task's own arguments: this run (gate0_start's result).
+TASK_SPEC: dict[str, Any] = {
+    "run_gates": {**LIST, "required": True},
+    "run": {"type": "dict", "required": True, "options": {
+        "id": {**STR, "required": True},
+        "started_at": {**STR, "required": True},
+        "stamp": {**STR, "required": True},
+        "host": {**STR, "required": True},
+    }},
+}
+# Everything it works from: the task's arguments and the settings built from the role's variables.
 ARGUMENT_SPEC: dict[str, Any] = {
     "observe": {"type": "dict", "default": {}, "options": {
         "fingerprint": DICT, "clone": DICT, "disk": DICT}},
@@ -210,15 +225,49 @@ class ActionModule(ActionBase):
             available_variables={"report": report, "channels": channels})
         return str(templar.template(text, escape_backslashes=False))
 
+    def _settings(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """The settings, from the role's variables (gate0.core's gate0_options); raises on one that
+        cannot be read (undefined, a broken template)."""
+        v = gate0_options.TemplatedVars(task_vars, self._templar.template)
+        run_gates = self._task.args.get("run_gates") or []
+        # The entry gate compares production's counts with the baseline; the exit fingerprint does not.
+        entry = v.with_vars(__gate0_fingerprint_baseline=v["gate0_production_baseline"])
+        options = {"prod": lambda: gate0_options.fingerprint_options(entry),
+                   "clone": lambda: gate0_options.clone_options(v),
+                   "disk": lambda: gate0_options.disk_options(v)}
+        return {
+            "observe": {PARTS[g]: options[g]() for g in GATES if g in run_gates},
+            "observe_timeout": v["gate0_observe_timeout"],
+            "sessions_kept": gate0_options.sessions_kept(v),
+            "gates": v["gate0_gates"],
+            "check_ids": v["__gate0_check_ids"],
+            "production": gate0_options.production_settings(v),
+            "clone": gate0_options.clone_settings(v),
+            "disk": gate0_options.disk_settings(v),
+            "seed_approvals": gate0_options.seed_approvals(v),
+            "report": {"dir": v["gate0_report_dir"], "channels": gate0_options.report_channels(v)},
+        }
+
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        fail = {**result, "failed": True, "changed": False}
+        checked = ArgumentSpecValidator(TASK_SPEC).validate(dict(self._task.args))
+        if checked.error_messages:
+            return {**fail, "msg": f"gate0_verdict: {' '.join(' '.join(checked.error_messages).split())}"}
         try:
-            _, args = self.validate_argument_spec(ARGUMENT_SPEC)
-        except AnsibleActionFail as exc:
-            return {**result, "failed": True, "changed": False,
-                    "msg": f"gate0_verdict: {' '.join(str(exc).split())}"}
+            settings = self._settings(task_vars)
+        except Exception as exc:  # an undefined or broken variable: named, one line
+            why = gate0_checks.one_line(str(exc))
+            return {**fail, "msg": f"gate0_verdict: reading the role's variables: {why}"}
+        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate({**settings,
+                                                                   **checked.validated_parameters})
+        if validated.error_messages:
+            why = " ".join(" ".join(validated.error_messages).split())
+            return {**fail, "msg": f"gate0_verdict: {why}"}
+        args = validated.validated_parameters
         start = time.monotonic()
-        args["observed"] = self._observe(args, task_vars or {})
+        args["observed"] = self._observe(args, task_vars)
         # How long the observation took (its task-level wall) and each part's own duration_ms.
         observed_ms = {"gate0_observe": int((time.monotonic() - start) * 1000),
                        **{part: got.get("duration_ms") for part, got in args["observed"].items()
@@ -227,7 +276,7 @@ class ActionModule(ActionBase):
         judged = judge({**args, "now": now})
         checks = gate0_verdict.gate0_complete_checks(judged["records"], args["check_ids"], args["gates"],
                                                      args["run_gates"])
-        signed = self._sign(unsigned_fact(args, judged, checks, now), task_vars or {})
+        signed = self._sign(unsigned_fact(args, judged, checks, now), task_vars)
         if signed.get("failed"):
             return {**result, **signed, "changed": False}
         fact = signed["gate0"]

@@ -12,6 +12,7 @@ from ansible_collections.gate0.core.plugins.module_utils import (
     gate0_clone_checks,
     gate0_decisions,
     gate0_disk_checks,
+    gate0_options,
     gate0_pg,
     gate0_prod_checks,
     gate0_verdict,
@@ -21,7 +22,9 @@ from ansible_collections.gate0.core.plugins.module_utils import (
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            # validation (tasks/validate.yml) and the gates a run observes
+            # the channels, the modules' options, the judges' settings (vars/main.yml)
+            "gate0_options": gate0_options.gate0_options,
+            # validation and the gates a run observes (the gate0_start action's rules)
             "gate0_config_problems": gate0_verdict.gate0_config_problems,
             "gate0_clone_name_problems": gate0_pg.clone_name_problems,
             "gate0_selected_gates": gate0_verdict.gate0_selected_gates,
