@@ -50,8 +50,8 @@ options:
       - Omitted, the disk is not measured.
     type: dict
 notes:
-  - The gate0 role calls it from C(roles/gate0/tasks/observe.yml); the exit fingerprint and the consumers'
-    re-check call M(pg_fingerprint) and M(clone_isolation) directly.
+  - The gate0 role runs it from its C(gate0_verdict) step (C(roles/gate0/tasks/observe.yml)), and with one
+    part for the exit fingerprint (C(tasks/exit.yml)) and the consumers' clone re-check (C(tasks/clone.yml)).
 """
 
 EXAMPLES = r"""
