@@ -16,17 +16,21 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 
 class TemplatedVars(Mapping[str, Any]):
-    """A task's variables (the `task_vars` an action plugin gets), each rendered when read, as a template
-    reading it would (`render`: the action's templar's `template`)."""
+    """A task's variables (the `task_vars` an action plugin gets), each rendered when first read, as a
+    template reading it would (`render`: the action's templar's `template`), then kept: the builders
+    read some variables several times."""
 
     def __init__(self, task_vars: Mapping[str, Any], render: Callable[[Any], Any],
-                 overrides: Mapping[str, Any] | None = None) -> None:
+                 overrides: Mapping[str, Any] | None = None, rendered: dict[str, Any] | None = None) -> None:
         self._vars, self._render, self._overrides = task_vars, render, dict(overrides or {})
+        self._rendered = rendered if rendered is not None else {}
 
     def __getitem__(self, name: str) -> Any:
         if name in self._overrides:
             return self._overrides[name]
-        return self._render(self._vars[name])
+        if name not in self._rendered:
+            self._rendered[name] = self._render(self._vars[name])
+        return self._rendered[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._overrides or name in self._vars
@@ -39,7 +43,7 @@ class TemplatedVars(Mapping[str, Any]):
 
     def with_vars(self, **overrides: Any) -> TemplatedVars:
         """The same variables with some set (as a task's `vars:` would)."""
-        return TemplatedVars(self._vars, self._render, {**self._overrides, **overrides})
+        return TemplatedVars(self._vars, self._render, {**self._overrides, **overrides}, self._rendered)
 
 
 def _int(value: Any) -> int:
