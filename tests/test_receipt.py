@@ -494,7 +494,8 @@ FORGED_VERDICT = {"__gate0_verdict": {"gate0": {"passed": True, "checks": []}, "
                                       "sessions": None}}
 
 
-@pytest.mark.parametrize("args", [(), ("--skip-tags", "always")], ids=["whole-run", "role-skipped"])
+@pytest.mark.parametrize("args", [(), ("--skip-tags", "always"), ("--tags", "prod", "--skip-tags", "always")],
+                         ids=["whole-run", "role-skipped", "role-skipped-gate-tag"])
 def test_a_launch_time_verdict_never_passes_the_gate(lab: Lab, tmp_path: Path, args: tuple[str, ...]) -> None:
     """`gate0.yml -e '{"__gate0_verdict": {"gate0": {"passed": true}}}'` (with the role skipped too: the
     playbook's last check reads the same variable): FAIL, one line naming it; no PASS, no passed fact."""
@@ -507,6 +508,16 @@ def test_a_launch_time_verdict_never_passes_the_gate(lab: Lab, tmp_path: Path, a
     _one_line(r.stdout, "gate0 FAIL on lab: extra vars set __gate0_verdict, which never come from launch")
     cached = cached_fact(tmp_path / "facts")
     assert cached is None if args else cached["passed"] is False, cached
+
+
+@pytest.mark.parametrize("args", [("--skip-tags", "always"), ("--tags", "prod", "--skip-tags", "always"),
+                                  ("--skip-tags", "tagged")], ids=["always", "gate-tag", "tagged"])
+def test_a_run_that_skips_the_role_fails(lab: Lab, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Tags that skip every task of the role leave no verdict: the playbook's last check FAILs, naming
+    the host, instead of an exit code 0 for a gate that checked nothing."""
+    r = run_playbook("playbooks/gate0.yml", *args, env_extra=_cache(tmp_path))
+    assert r.returncode != 0, r.stdout[-3000:]
+    _one_line(r.stdout, "gate0 FAIL: no verdict from host(s) lab")
 
 
 def test_the_attack_through_ansible_runner_is_refused(

@@ -290,6 +290,8 @@ class ActionModule(ActionBase):
                     "warnings": [f"gate0 refuses to sign its verdict: {why_not}; "
                                  "the result is marked not passed"]}
         kept = args.get("kept") if isinstance(args.get("kept"), Mapping) else {}
+        if mode == "mark" and not args.get("clone_database"):
+            return {**fail, "msg": "gate0_receipt: mode=mark needs clone_database (whose counter to keep)"}
         if mode == "mark" and args.get("sessions") is None:
             # Not read: the clone's entry is kept as null (nothing to sign, no secret needed).
             return {**result, "changed": False, "sessions": None,

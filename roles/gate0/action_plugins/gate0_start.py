@@ -17,7 +17,7 @@ from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible_collections.gate0.core.plugins.module_utils import gate0_checks, gate0_verdict
+from ansible_collections.gate0.core.plugins.module_utils import gate0_checks, gate0_options, gate0_verdict
 
 
 class ActionModule(ActionBase):
@@ -29,13 +29,14 @@ class ActionModule(ActionBase):
 
     def _config(self, task_vars: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The variables gate0_config_problems judges, templated; a variable that cannot be is a problem."""
+        v = gate0_options.TemplatedVars(task_vars, self._templar.template)
         cfg: dict[str, Any] = {}
         problems: list[str] = []
         for name in gate0_verdict.CONFIG_VARS:
-            if name not in task_vars:
+            if name not in v:
                 continue
             try:
-                cfg[name] = self._templar.template(task_vars[name])
+                cfg[name] = v[name]
             except Exception as exc:  # an undefined or broken template: named, one line
                 problems.append(f"{name} cannot be read: {gate0_checks.one_line(str(exc))}")
         return cfg, problems

@@ -37,15 +37,13 @@ GATES = ("prod", "clone", "disk")
 # gate0_observe's part for each gate.
 PARTS = {"prod": "fingerprint", "clone": "clone", "disk": "disk"}
 DICT, LIST, STR = {"type": "dict"}, {"type": "list", "elements": "str"}, {"type": "str"}
-# The task's own arguments: this run (gate0_start's result).
+# This run (gate0_start's result): its id, start, report-name stamp and host.
+RUN_SPEC: dict[str, Any] = {"type": "dict", "required": True, "options": {
+    name: {**STR, "required": True} for name in ("id", "started_at", "stamp", "host")}}
+# The task's own arguments.
 TASK_SPEC: dict[str, Any] = {
     "run_gates": {**LIST, "required": True},
-    "run": {"type": "dict", "required": True, "options": {
-        "id": {**STR, "required": True},
-        "started_at": {**STR, "required": True},
-        "stamp": {**STR, "required": True},
-        "host": {**STR, "required": True},
-    }},
+    "run": RUN_SPEC,
 }
 # Everything it works from: the task's arguments and the settings built from the role's variables.
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -56,12 +54,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "run_gates": {**LIST, "required": True},
     "gates": {**LIST, "required": True},
     "check_ids": {**LIST, "required": True},
-    "run": {"type": "dict", "required": True, "options": {
-        "id": {**STR, "required": True},
-        "started_at": {**STR, "required": True},
-        "stamp": {**STR, "required": True},
-        "host": {**STR, "required": True},
-    }},
+    "run": RUN_SPEC,
     "production": {"type": "dict", "required": True, "options": {
         "database": {**STR, "required": True},
         "allowed_databases": {**LIST, "required": True},

@@ -32,29 +32,19 @@ class FilterModule:
         return {
             # the channels, the modules' options, the judges' settings (vars/main.yml)
             "gate0_options": _function("gate0_options", "gate0_options"),
-            # validation and the gates a run observes (the gate0_start action's rules)
-            "gate0_config_problems": _function("gate0_verdict", "gate0_config_problems"),
+            # the clone name rule (the refresh, before it creates) and one part of gate0_observe's result
             "gate0_clone_name_problems": _function("gate0_pg", "clone_name_problems"),
-            "gate0_selected_gates": _function("gate0_verdict", "gate0_selected_gates"),
             "gate0_observed_part": _function("gate0_verdict", "gate0_observed_part"),
             # the judges: observation + vars -> check records (one file per gate)
-            "gate0_prod_checks": _function("gate0_prod_checks", "gate0_prod_checks"),
-            "gate0_prod_summary": _function("gate0_prod_checks", "gate0_prod_summary"),
-            "gate0_prod_report": _function("gate0_prod_checks", "gate0_prod_report"),
             "gate0_prod_exit": _function("gate0_prod_checks", "gate0_prod_exit"),
             "gate0_clone_checks": _function("gate0_clone_checks", "gate0_clone_checks"),
-            "gate0_clone_report": _function("gate0_clone_checks", "gate0_clone_report"),
             # the clone's session counter kept between gate0 steps (the interval proof)
             "gate0_clone_sessions_anchor": _function("gate0_clone_checks", "gate0_clone_sessions_anchor"),
             "gate0_sessions_anchor": _function("gate0_clone_checks", "gate0_sessions_anchor"),
             "gate0_sessions_latest": _function("gate0_clone_checks", "gate0_sessions_latest"),
             "gate0_disk_report": _function("gate0_disk_checks", "gate0_disk_report"),
-            "gate0_disk_checks": _function("gate0_disk_checks", "gate0_disk_checks"),
             # the verdict and the consumers
-            "gate0_complete_checks": _function("gate0_verdict", "gate0_complete_checks"),
             "gate0_failed_checks": _function("gate0_verdict", "gate0_failed_checks"),
-            "gate0_fail_message": _function("gate0_verdict", "gate0_fail_message"),
             "gate0_play_stats": _function("gate0_verdict", "gate0_play_stats"),
             "gate0_require_problems": _function("gate0_verdict", "gate0_require_problems"),
-            "gate0_decisions": _function("gate0_decisions", "gate0_decisions"),
         }

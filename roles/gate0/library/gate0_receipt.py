@@ -71,13 +71,7 @@ options:
       (fails naming those that do not).
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+extends_documentation_fragment: [gate0_controller]
 """
 
 EXAMPLES = r"""

@@ -18,13 +18,7 @@ description:
 version_added: "1.0.0"
 author: gate0 developers
 options: {}
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+extends_documentation_fragment: [gate0_controller]
 """
 
 EXAMPLES = r"""

@@ -37,13 +37,7 @@ options:
     type: list
     elements: str
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+extends_documentation_fragment: [gate0_controller]
 """
 
 EXAMPLES = r"""

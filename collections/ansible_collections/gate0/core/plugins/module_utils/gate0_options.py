@@ -72,22 +72,27 @@ def _bool(value: Any) -> bool:
     return boolean(value, strict=False)
 
 
-def production_channel(v: Mapping[str, Any]) -> dict[str, Any]:
-    """The production channel's login (the read-only role): the fingerprint, the refresh's room check."""
+def _login(v: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """One channel's login (`side`: production or clone, the variables gate0_<side>_*) and timeouts."""
     return {
-        "login_host": v["gate0_production_login_host"],
-        "login_container": v["gate0_production_login_container"],
+        "login_host": v[f"gate0_{side}_login_host"],
+        "login_container": v[f"gate0_{side}_login_container"],
         "login_container_network": v["gate0_container_network"],
         "container_cli": v["gate0_container_cli"],
-        "login_port": _int(v["gate0_production_login_port"]),
-        "login_user": v["gate0_production_login_user"],
-        "login_password": v["gate0_production_login_password"],
-        "login_db": v["gate0_production_database"],
+        "login_port": _int(v[f"gate0_{side}_login_port"]),
+        "login_user": v[f"gate0_{side}_login_user"],
+        "login_password": v[f"gate0_{side}_login_password"],
+        "login_db": v[f"gate0_{side}_database"],
         "ssl_mode": v["gate0_ssl_mode"],
         "connect_timeout": _int(v["gate0_connect_timeout"]),
         "statement_timeout": _int(v["gate0_statement_timeout"]),
         "lock_timeout": _int(v["gate0_lock_timeout"]),
     }
+
+
+def production_channel(v: Mapping[str, Any]) -> dict[str, Any]:
+    """The production channel's login (the read-only role): the fingerprint, the refresh's room check."""
+    return _login(v, "production")
 
 
 def fingerprint_options(v: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,18 +117,7 @@ def clone_channel(v: Mapping[str, Any]) -> dict[str, Any]:
     consumer - the clone observation and the disk sizes, clone_sql (require, clone_apply, the refresh),
     the refresh's client tools."""
     return {
-        "login_host": v["gate0_clone_login_host"],
-        "login_container": v["gate0_clone_login_container"],
-        "login_container_network": v["gate0_container_network"],
-        "container_cli": v["gate0_container_cli"],
-        "login_port": _int(v["gate0_clone_login_port"]),
-        "login_user": v["gate0_clone_login_user"],
-        "login_password": v["gate0_clone_login_password"],
-        "login_db": v["gate0_clone_database"],
-        "ssl_mode": v["gate0_ssl_mode"],
-        "connect_timeout": _int(v["gate0_connect_timeout"]),
-        "statement_timeout": _int(v["gate0_statement_timeout"]),
-        "lock_timeout": _int(v["gate0_lock_timeout"]),
+        **_login(v, "clone"),
         "clone_name_prefix": v["gate0_clone_name_prefix"],
         "clone_name_prefix_min_length": _int(v["gate0_clone_name_prefix_min_length"]),
         "clone_name_suffix_regex": v["gate0_clone_name_suffix_regex"],
