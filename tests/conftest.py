@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -114,6 +116,31 @@ class Lab:
 
     def reset(self) -> None:
         subprocess.run([str(LAB_SH), "reset"], check=True, capture_output=True, env=lab_env())
+
+    @contextlib.contextmanager
+    def logins(self) -> Iterator[list[str]]:
+        """The roles, other than the superuser, that logged in to the lab while the block ran: the
+        server's own log (log_connections, on for the block only: new sessions read it on reload)."""
+        log = self.dir / "postgres.log"
+
+        def setting(statement: str) -> None:  # outside a transaction block (ALTER SYSTEM refuses one)
+            conn = self.connect("postgres")
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                cur.execute("SELECT pg_reload_conf()")
+            conn.close()
+
+        setting("ALTER SYSTEM SET log_connections = on")
+        start = log.stat().st_size
+        seen: list[str] = []
+        try:
+            yield seen
+        finally:
+            setting("ALTER SYSTEM RESET log_connections")
+            with log.open("rb") as fh:
+                fh.seek(start)
+                text = fh.read().decode(errors="replace")
+            seen += [u for u in re.findall(r"connection authorized: user=(\S+)", text) if u != "postgres"]
 
 
 def lab_dir() -> Path:

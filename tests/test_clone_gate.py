@@ -196,20 +196,21 @@ def test_trigger_that_no_longer_rejects_app_connect_and_hidden_sessions_fail(fre
     assert after["outbox_rows"] == 0 and after["sequence"] == before["sequence"]
 
 
-def refused_before_connecting(tmp_path: Path, *extra: str) -> str:
-    """The role's validation refuses the run before any connection: one line, no report."""
+def refused_before_connecting(lab: Lab, tmp_path: Path, *extra: str) -> str:
+    """The role's validation refuses the run before any connection: one line, no report, no login."""
     report_dir = tmp_path / "reports"
-    proc = run_playbook("playbooks/gate0.yml", "--tags", "clone,disk", "-e", f"gate0_report_dir={report_dir}",
-                        *extra)
+    with lab.logins() as logins:
+        proc = run_playbook("playbooks/gate0.yml", "--tags", "clone,disk", "-e",
+                            f"gate0_report_dir={report_dir}", *extra)
     assert proc.returncode != 0
-    assert "TASK [gate0 : observe |" not in proc.stdout
+    assert logins == []
     assert not list(report_dir.glob("gate0-*.json"))
     (line,) = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("gate0 vars:")]
     return line
 
 
 def test_clone_name_outside_the_rule_is_refused(lab: Lab, tmp_path: Path) -> None:
-    line = refused_before_connecting(tmp_path, "-e", "gate0_clone_name_prefix=directus_gov_test_%")
+    line = refused_before_connecting(lab, tmp_path, "-e", "gate0_clone_name_prefix=directus_gov_test_%")
     assert "gate0_clone_name_prefix=directus_gov_test_% break the clone name rule" in line
     assert "pattern character '%'" in line
 
@@ -223,7 +224,7 @@ def test_clone_name_set_to_production_is_refused_before_any_probe(fresh_lab: Lab
     wait_no_gate0_sessions(lab)
     before = (lab.scalar("postgres", sessions, (PROD_DB,)),
               lab.query(PROD_DB, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'event_outbox'"))
-    line = refused_before_connecting(tmp_path, "-e", f"gate0_clone_database={PROD_DB}")
+    line = refused_before_connecting(lab, tmp_path, "-e", f"gate0_clone_database={PROD_DB}")
     assert "is a production/allowlisted database name" in line
     wait_no_gate0_sessions(lab)
     # Our own two reads of production above and below count once each; the gate opened none.

@@ -150,20 +150,30 @@ def _reports(report_dir: Path) -> list[Path]:
 ])
 def test_misconfiguration_fails_before_any_connection(lab: Lab, tmp_path: Path, extra: list[str],
                                                       needles: list[str]) -> None:
-    r = run_playbook("playbooks/gate0.yml", *extra, "-e", f"gate0_report_dir={tmp_path}")
+    with lab.logins() as logins:
+        r = run_playbook("playbooks/gate0.yml", *extra, "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
     (line,) = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("gate0 vars:")]
     for needle in needles:
         assert needle in line
-    assert "TASK [gate0 : observe |" not in r.stdout
+    assert logins == []  # nothing connected
     assert _reports(tmp_path) == []
 
+
+def test_the_login_record_sees_a_gate_run(lab: Lab, tmp_path: Path) -> None:
+    """The other tests' "nothing connected" is the server's log of logins: it does see a gate's."""
+    with lab.logins() as logins:
+        r = run_playbook("playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}")
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert {"context_pack_readonly", "workflow_admin"} <= set(logins), logins
+
 def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
-    r = run_playbook("playbooks/gate0.yml", "-e", "gate0_report_dir=/etc/hostname/reports")
+    with lab.logins() as logins:
+        r = run_playbook("playbooks/gate0.yml", "-e", "gate0_report_dir=/etc/hostname/reports")
     assert r.returncode != 0
     assert ("gate0_report_dir cannot be created: /etc/hostname is not a directory, "
             "got '/etc/hostname/reports'") in r.stdout
-    assert "TASK [gate0 : observe |" not in r.stdout
+    assert logins == []
 
 def test_tags_leave_other_gates_not_run_and_reports_never_hold_a_password(lab: Lab, tmp_path: Path) -> None:
     """A password that reaches report data (here: as a login name) is masked in both files."""
@@ -230,11 +240,13 @@ def test_a_profile_missing_a_key_fails_validation_naming_it(lab: Lab, tmp_path: 
     """The clone profile is typed deeply (meta/argument_specs.yml): a section without one of its keys
     is refused before any connection, naming the key and where it is missing."""
     profile = {"dispatch": {"registry": "event_type_registry"}, "lease": {"expected": 0}}
-    r = run_playbook("playbooks/gate0.yml", "-e", json.dumps({"gate0_clone_profile": profile}),
-                     "-e", f"gate0_report_dir={tmp_path}")
+    with lab.logins() as logins:
+        r = run_playbook("playbooks/gate0.yml", "-e", json.dumps({"gate0_clone_profile": profile}),
+                         "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode != 0
     assert "missing required arguments: relation found in gate0_clone_profile -> lease" in r.stdout
-    assert "TASK [gate0 : observe |" not in r.stdout
+    assert "TASK [gate0 : observe |" not in r.stdout  # the role's argument spec refused it
+    assert logins == []
     assert _reports(tmp_path) == []
 
 

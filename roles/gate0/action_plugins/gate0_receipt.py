@@ -247,11 +247,14 @@ class ActionModule(ActionBase):
     def _without_verdict(self, hosts: Any, task_vars: dict[str, Any]) -> list[str]:
         """The given hosts that hold no verdict of this run (the role's registered `__gate0_verdict`
         with its `gate0`): unreachable, failed before it, or skipped."""
-        hostvars = task_vars.get("hostvars") or {}
+        hostvars = task_vars.get("hostvars")
         missing: list[str] = []
         for name in hosts if isinstance(hosts, list) else []:
+            # The registered result as Ansible holds it, untemplated: a task's result is data, never a
+            # template, and an extra var of that name was refused before this (override_problem).
             try:
-                verdict = self._templar.template(hostvars[name].get("__gate0_verdict"))
+                raw = hostvars.raw_get(str(name)) if hostvars is not None else None
+                verdict = raw.get("__gate0_verdict") if isinstance(raw, Mapping) else None
             except Exception:  # a host whose variables cannot be read holds no verdict
                 verdict = None
             if not (isinstance(verdict, Mapping) and isinstance(verdict.get("gate0"), Mapping)):

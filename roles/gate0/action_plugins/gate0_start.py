@@ -5,7 +5,8 @@ not finished" until the run's verdict (gate0.core's gate0_unfinished_fact: a run
 or crashes never leaves an earlier run's PASS for a consumer to accept), and judges what the role's
 argument spec cannot express (gate0.core's gate0_config_problems: ranges, the clone name rule, the
 allowlist, a writable report directory). It never fails on a misconfiguration itself - a failed task's
-facts are dropped, and the mark must land - but returns the problems, which the role's next task asserts.
+facts are dropped, and the mark must land - but returns the problems, which the role's next task
+(gate0_verdict) refuses before it connects anywhere.
 Documentation: roles/gate0/library/gate0_start.py.
 """
 
@@ -60,7 +61,4 @@ class ActionModule(ActionBase):
         install = boolean(self._templar.template(task_vars.get("gate0_install_psycopg2", False)),
                           strict=False)
         return {**result, "changed": False, "ansible_facts": {"gate0": mark}, "run": run,
-                "run_gates": run_gates, "problems": problems,
-                # One line; the trailing newline makes the YAML callback print it whole (block style).
-                "problems_msg": f"gate0 vars: {'; '.join(problems)}\n" if problems else "",
-                "install_psycopg2": install}
+                "run_gates": run_gates, "problems": problems, "install_psycopg2": install}

@@ -21,7 +21,6 @@ from typing import Any
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
-from ansible.template import trust_as_template
 from ansible_collections.gate0.core.plugins.module_utils import (
     gate0_checks,
     gate0_clone_checks,
@@ -44,6 +43,9 @@ RUN_SPEC: dict[str, Any] = {"type": "dict", "required": True, "options": {
 TASK_SPEC: dict[str, Any] = {
     "run_gates": {**LIST, "required": True},
     "run": RUN_SPEC,
+    # gate0_start's judgement of the variables: any problem refuses the run before any connection.
+    "problems": {**LIST, "default": []},
+    "install_psycopg2": {"type": "bool", "default": False},
 }
 # Everything it works from: the task's arguments and the settings built from the role's variables.
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -151,19 +153,22 @@ def report_dict(args: dict[str, Any], judged: dict[str, Any], fact: dict[str, An
 
 
 class ActionModule(ActionBase):
-    """Judge, complete, decide, sign, write both reports; never reports changed."""
+    """Judge, complete, decide, sign, write both reports; changed only by the opt-in psycopg2 install."""
 
     TRANSFERS_FILES = False
     _requires_connection = False
 
+    def _action(self, name: str, args: dict[str, Any]) -> Any:
+        """The action plugin `name` for a copy of this task with `args` (same host, connection, vars)."""
+        task = self._task.copy()
+        task.args = args
+        return self._shared_loader_obj.action_loader.get(
+            name, task=task, connection=self._connection, play_context=self._play_context,
+            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+
     def _sign(self, fact: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         """The gate0_receipt action (mode=sign) on `fact`: its result."""
-        task = self._task.copy()
-        task.args = {"mode": "sign", "gate0": fact}
-        action = self._shared_loader_obj.action_loader.get(
-            "gate0_receipt", task=task, connection=self._connection, play_context=self._play_context,
-            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        return action.run(task_vars=task_vars)
+        return self._action("gate0_receipt", {"mode": "sign", "gate0": fact}).run(task_vars=task_vars)
 
     def _observe(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         """gate0_observe's result for the gates this run observes, within gate0_observe_timeout: past it
@@ -173,11 +178,7 @@ class ActionModule(ActionBase):
                  if args["observe"].get(PARTS[g]) is not None}
         if not parts:
             return {}
-        task = self._task.copy()
-        task.args = parts
-        action = self._shared_loader_obj.action_loader.get(
-            "gate0_observe", task=task, connection=self._connection, play_context=self._play_context,
-            loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+        action = self._action("gate0_observe", parts)
         seconds = args["observe_timeout"]
 
         def stop(signum: int, frame: Any) -> None:
@@ -213,10 +214,13 @@ class ActionModule(ActionBase):
     def _markdown(self, report: dict[str, Any], channels: dict[str, Any], template: str) -> str:
         """The Markdown report, rendered from the report dict (plus the channels it describes)."""
         path = self._find_needle("templates", template)
-        text = trust_as_template(self._loader.get_text_file_contents(path))
-        templar = self._templar.copy_with_new_env(
-            available_variables={"report": report, "channels": channels})
-        return str(templar.template(text, escape_backslashes=False))
+        return gate0_report.render_markdown(self._loader.get_text_file_contents(path), report, channels)
+
+    def _install_psycopg2(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """gate0_install_psycopg2: ansible.builtin.package installs python3-psycopg2 on the database
+        host, through this task's connection and become settings (check mode: reported, not done)."""
+        action = self._action("ansible.builtin.package", {"name": "python3-psycopg2", "state": "present"})
+        return action.run(task_vars=task_vars)
 
     def _settings(self, task_vars: dict[str, Any]) -> dict[str, Any]:
         """The settings, from the role's variables (gate0.core's gate0_options); raises on one that
@@ -248,13 +252,25 @@ class ActionModule(ActionBase):
         checked = ArgumentSpecValidator(TASK_SPEC).validate(dict(self._task.args))
         if checked.error_messages:
             return {**fail, "msg": f"gate0_verdict: {' '.join(' '.join(checked.error_messages).split())}"}
+        task_args = checked.validated_parameters
+        problems = task_args.pop("problems")
+        if problems:
+            # One line; the trailing newline makes the YAML callback print it whole (block style).
+            return {**fail, "msg": f"gate0 vars: {'; '.join(problems)}\n"}
+        # The package install is the one change this task can make (on the database host, opt-in).
+        changed = False
+        if task_args.pop("install_psycopg2"):
+            installed = self._install_psycopg2(task_vars)
+            changed = fail["changed"] = bool(installed.get("changed"))
+            if installed.get("failed") or installed.get("unreachable"):
+                why = gate0_checks.one_line(str(installed.get("msg") or "failed"))
+                return {**fail, "msg": f"gate0: installing python3-psycopg2 on the database host: {why}"}
         try:
             settings = self._settings(task_vars)
         except Exception as exc:  # an undefined or broken variable: named, one line
             why = gate0_checks.one_line(str(exc))
             return {**fail, "msg": f"gate0_verdict: reading the role's variables: {why}"}
-        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate({**settings,
-                                                                   **checked.validated_parameters})
+        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate({**settings, **task_args})
         if validated.error_messages:
             why = " ".join(" ".join(validated.error_messages).split())
             return {**fail, "msg": f"gate0_verdict: {why}"}
@@ -271,7 +287,7 @@ class ActionModule(ActionBase):
                                                      args["run_gates"])
         signed = self._sign(unsigned_fact(args, judged, checks, now), task_vars)
         if signed.get("failed"):
-            return {**result, **signed, "changed": False}
+            return {**result, **signed, "changed": changed}
         fact = signed["gate0"]
         report = report_dict(args, judged, fact)
         rep = args["report"]
@@ -281,14 +297,14 @@ class ActionModule(ActionBase):
             paths = gate0_report.write_reports(os.path.normpath(rep["dir"]), basename, report, markdown,
                                                self._secrets(), int(rep["mode"], 8))
         except OSError as exc:
-            return {**result, "failed": True, "changed": False,
+            return {**result, "failed": True, "changed": changed,
                     "msg": f"gate0_verdict: writing the reports in {rep['dir']}: {exc.strerror or exc}"}
         refused = (fact.get("receipt") or {}).get("refused")
         if refused:
             # Launch input set what gate0 computes itself (extra vars outrank register and set_fact: it
             # would be read in place of this verdict). The reports say what the run saw, unsigned; the
             # task fails, so nothing after it reads a verdict and the fact stays "not passed".
-            return {**result, "failed": True, "changed": False, "json_path": paths["json"],
+            return {**result, "failed": True, "changed": changed, "json_path": paths["json"],
                     "md_path": paths["md"], "msg": f"gate0 FAIL on {args['run']['host']}: {refused}",
                     "warnings": list(signed.get("warnings") or [])}
         warnings = list(signed.get("warnings") or [])
@@ -300,7 +316,13 @@ class ActionModule(ActionBase):
         # step on this clone proves nobody else connected since.
         facts = {"gate0": fact, "gate0_sessions": {**args["sessions_kept"],
                                                    args["clone"]["database"]: signed.get("sessions")}}
-        return {**result, "changed": False, "ansible_facts": facts, "gate0": fact,
+        # set_stats for the play (AWX hands it to the next workflow node): a play of this one host is
+        # published here; a play of several by the role's set_stats task, once all hosts have a verdict.
+        play_hosts = self._templar.template(task_vars.get("ansible_play_hosts_all"))
+        if isinstance(play_hosts, list) and [str(h) for h in play_hosts] == [host]:
+            result["ansible_stats"] = {"data": gate0_verdict.gate0_play_stats({host: fact}, [host]),
+                                       "per_host": False, "aggregate": False}
+        return {**result, "changed": changed, "ansible_facts": facts, "gate0": fact,
                 "sessions": signed.get("sessions"), "json_path": paths["json"], "md_path": paths["md"],
                 "disk": judged["disk_report"], "observed_ms": observed_ms,
                 "pass_msg": f"gate0 PASS on {host}: {len(checks)} checks ({skipped} skipped); "

@@ -13,7 +13,8 @@ description:
   - Judges what the argument spec cannot express (ranges, the clone name rule, the production
     allowlist, a writable report directory), reading the role variables itself, and returns each
     problem as one line naming the variable and the value it got. It does not fail on them (a failed
-    task's facts are dropped, and the mark must land); the role's next task asserts RV(problems).
+    task's facts are dropped, and the mark must land); the role's next task, M(gate0_verdict), refuses
+    the run on RV(problems) before it connects anywhere.
   - Takes no options; never reports changed.
 version_added: "1.0.0"
 author: gate0 developers
@@ -26,10 +27,12 @@ EXAMPLES = r"""
   gate0_start:
   register: __gate0_start
 
-- name: Refuse a misconfiguration before any connection
-  ansible.builtin.assert:
-    that: not __gate0_start.problems
-    fail_msg: "{{ __gate0_start.problems_msg }}"
+- name: Observe, judge, sign and report; refuse a misconfiguration before any connection
+  gate0_verdict:
+    run: "{{ __gate0_start.run }}"
+    run_gates: "{{ __gate0_start.run_gates }}"
+    problems: "{{ __gate0_start.problems }}"
+    install_psycopg2: "{{ __gate0_start.install_psycopg2 }}"
 """
 
 RETURN = r"""
@@ -51,10 +54,6 @@ problems:
   elements: str
   returned: always
   sample: ["gate0_statement_timeout must be a number in 1..3600000, got '0'"]
-problems_msg:
-  description: The problems as the one line the role prints (C(gate0 vars:) ...), empty when none.
-  type: str
-  returned: always
 install_psycopg2:
   description: C(gate0_install_psycopg2) as a boolean.
   type: bool

@@ -6,6 +6,10 @@ DOCUMENTATION = r"""
 module: gate0_verdict
 short_description: Observe, judge, decide, sign, write both reports and set the gate0 facts (controller)
 description:
+  - First, before any connection, it refuses the run in one line (C(gate0 vars:) ...) when
+    O(problems) is not empty, and, with O(install_psycopg2), installs the OS package
+    C(python3-psycopg2) on the database host with C(ansible.builtin.package), through this task's
+    connection and become settings (in check mode reported, not done).
   - The entry gate's observation and its one controller step. Runs the C(gate0_observe) action (the
     module C(library/gate0_observe.py); without a module payload when the database host is the
     controller) for the gates this run observes, bounded by C(gate0_observe_timeout) (past it the
@@ -16,14 +20,16 @@ description:
     C(gate0_receipt) action (the secret never passes through this task), and writes
     C(<dir>/gate0-<host>-<stamp>-<run id>.json) and C(.md) from one report dict.
   - Only then sets the C(gate0) fact and the C(gate0_sessions) fact (the kept entries with this clone's
-    signed counter), in memory and in the fact cache. It fails, facts unchanged, when launch input sets
-    what gate0 computes itself (the reports are written unsigned).
+    signed counter), in memory and in the fact cache, and, when the play has this one host, publishes
+    the play's C(gate0) and C(gate0_hosts) as C(ansible.builtin.set_stats) does (a play of several
+    hosts: the role's set_stats task, once every host has its verdict). It fails, facts unchanged, when
+    launch input sets what gate0 computes itself (the reports are written unsigned).
   - Never replaces an existing report (the first free name of C(<basename>-2), C(-3), ... up to 100).
     Every value of the password variables and of C(GATE0_RECEIPT_SECRET) is masked in both files.
   - It reads the role's variables itself, through the builders of C(gate0.core)'s C(gate0_options) (the
     modules' options, the judges' settings, the channels the report describes - the same builders
     the role's C(vars/main.yml) gives the consumers), and checks what it built and its two options
-    against its argument spec; it never reports changed.
+    against its argument spec; it reports changed only when it installed the package.
 version_added: "1.0.0"
 author: gate0 developers
 options:
@@ -37,6 +43,16 @@ options:
     type: list
     elements: str
     required: true
+  problems:
+    description: The misconfigurations C(gate0_start) found (its RV(problems)); any refuses the run
+      before any connection.
+    type: list
+    elements: str
+    default: []
+  install_psycopg2:
+    description: Install C(python3-psycopg2) on the database host first (C(gate0_install_psycopg2)).
+    type: bool
+    default: false
 extends_documentation_fragment: [gate0_controller]
 """
 
@@ -49,6 +65,8 @@ EXAMPLES = r"""
   gate0_verdict:
     run: "{{ __gate0_start.run }}"
     run_gates: "{{ __gate0_start.run_gates }}"
+    problems: "{{ __gate0_start.problems }}"
+    install_psycopg2: "{{ __gate0_start.install_psycopg2 }}"
   register: __gate0_verdict
 """
 

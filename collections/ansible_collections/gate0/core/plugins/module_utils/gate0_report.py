@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Any
 
+import jinja2
+
 REDACTED = "********"
 # The variables whose values never reach a report, and the controller's environment secrets (the
 # AWX credential injects the receipt key there).
@@ -33,6 +35,23 @@ def redact(text: str, secrets: list[str]) -> str:
 def report_json(report: dict[str, Any]) -> str:
     """The JSON report's text (README "Report")."""
     return json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def _to_json(value: Any) -> str:
+    """The report template's `to_json`: Ansible's filter of that name (json.dumps, ASCII-escaped)."""
+    return json.dumps(value, default=str)
+
+
+def render_markdown(template: str, report: dict[str, Any], channels: dict[str, Any]) -> str:
+    """The Markdown report: `template` (the role's templates/report.md.j2) rendered from the report
+    dict and the channels it describes, by Jinja2 with Ansible's template settings (trim_blocks, the
+    trailing newline kept; an undefined name is an error, `default` still applies). Jinja2 itself, not
+    Ansible's templar: the report is plain data, and the templar's lazy containers cost ~0.1 s a run."""
+    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
+                             autoescape=False,  # noqa: S701 - Markdown, not HTML
+                             undefined=jinja2.StrictUndefined)
+    env.filters["to_json"] = _to_json
+    return env.from_string(template).render(report=report, channels=channels)
 
 
 def _claim(path: str, text: str, mode: int) -> bool:
