@@ -511,7 +511,11 @@ def test_a_launch_time_verdict_never_passes_the_gate(lab: Lab, tmp_path: Path, a
 
 
 @pytest.mark.parametrize("args", [("--skip-tags", "always"), ("--tags", "prod", "--skip-tags", "always"),
-                                  ("--skip-tags", "tagged")], ids=["always", "gate-tag", "tagged"])
+                                  ("--skip-tags", "tagged"), ("--tags", "nosuchtag", "--skip-tags", "always"),
+                                  ("--tags", "clone,disk", "--skip-tags", "always,disk"),
+                                  ("--skip-tags", "always", "-e", '{"ansible_skip_tags": []}')],
+                         ids=["always", "gate-tag", "tagged", "unknown-tag", "gate-tags-some-skipped",
+                              "launch-input-tags"])
 def test_a_run_that_skips_the_role_fails(lab: Lab, tmp_path: Path, args: tuple[str, ...]) -> None:
     """Tags that skip every task of the role leave no verdict: the playbook's last check FAILs, naming
     the host, instead of an exit code 0 for a gate that checked nothing."""
