@@ -21,8 +21,8 @@ description:
     C(<dir>/gate0-<host>-<stamp>-<run id>.json) and C(.md) from one report dict.
   - Only then sets the C(gate0) fact and the C(gate0_sessions) fact (the kept entries with this clone's
     signed counter), in memory and in the fact cache, and, when the play has this one host, publishes
-    the play's C(gate0) and C(gate0_hosts) as C(ansible.builtin.set_stats) does (a play of several
-    hosts: the role's set_stats task, once every host has its verdict). It fails, facts unchanged, when
+    the play's C(gate0) and C(gate0_hosts) as C(ansible.builtin.set_stats) does (for a play of several
+    hosts the role's set_stats task does, once every host has its verdict). It fails, facts unchanged, when
     launch input sets what gate0 computes itself (the reports are written unsigned).
   - Never replaces an existing report (the first free name of C(<basename>-2), C(-3), ... up to 100).
     Every value of the password variables and of C(GATE0_RECEIPT_SECRET) is masked in both files.
