@@ -82,7 +82,7 @@ options:
     description:
       - Connections that hash the targets' rows at most, this transaction's included (1 to 8). Each
         other one opens its own read-only transaction on the same snapshot, after the idle sessions
-        were listed; one is started per 500,000 rows to hash, so small targets use one connection.
+        were listed; one is started per 100,000 rows to hash, so small targets use one connection.
       - Each costs the server one more connection and, while it hashes, one more core. A worker that
         fails (refused, cancelled, terminated, timed out) fails the fingerprint with one line naming
         the target and the worker.

@@ -321,11 +321,13 @@ HASH_WORKERS_MAX = 8
 # One more connection and one more core of production at most, by default: hashing takes about half
 # the time on a server with a core to spare, and gate0 takes no more of production unless asked.
 HASH_WORKERS_DEFAULT = 2
-# A worker costs a connection, a transaction and its read-only proof (about 0.1 s of a core on the
+# A worker costs a connection, a transaction and its read-only proof (about 0.05 s of a core on the
 # lab) and saves about half of what is left to hash when it is ready: one connection is used per this
-# many rows to hash (the planner's estimate), up to hash_workers. On the lab's 2 cores a worker for the
-# seed's 200,000 rows gained nothing measurable (README's Performance); for 2,000,000 rows, 1.5-1.7 x.
-HASH_ROWS_PER_WORKER = 500_000
+# many rows to hash (the planner's estimate), up to hash_workers. On the lab's 2 cores, with the row
+# hash by column, a worker for the seed's 200,000 rows took the fingerprint from 363 to 287 ms and the
+# whole playbook from 2.63 to 2.27 s (6 interleaved runs each, README's Performance); for 2,000,000
+# rows, 1.4-1.7 x the rows/s.
+HASH_ROWS_PER_WORKER = 100_000
 # With workers, each target is cut into at least this many ranges per connection, so that the work
 # spreads over them (a range still holds HASH_MIN_ROWS rows at least).
 RANGES_PER_CONNECTION = 3
