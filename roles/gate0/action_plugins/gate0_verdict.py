@@ -199,12 +199,13 @@ class ActionModule(ActionBase):
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
 
-    def _secrets(self) -> list[str]:
+    @staticmethod
+    def _secrets(v: gate0_options.TemplatedVars) -> list[str]:
         """The values of the password variables and environment secrets (undefined or empty: none)."""
         out: list[str] = []
         for name in gate0_report.REDACT_VARS:
             try:
-                value = self._templar.resolve_variable_expression(name)
+                value = v[name]
             except Exception:  # noqa: S112 - an undefined password variable has nothing to redact
                 continue
             if isinstance(value, str) and value:
@@ -222,10 +223,9 @@ class ActionModule(ActionBase):
         action = self._action("ansible.builtin.package", {"name": "python3-psycopg2", "state": "present"})
         return action.run(task_vars=task_vars)
 
-    def _settings(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+    def _settings(self, v: gate0_options.TemplatedVars) -> dict[str, Any]:
         """The settings, from the role's variables (gate0.core's gate0_options); raises on one that
         cannot be read (undefined, a broken template)."""
-        v = gate0_options.TemplatedVars(task_vars, self._templar.template)
         run_gates = self._task.args.get("run_gates") or []
         # The entry gate compares production's counts with the baseline; the exit fingerprint does not.
         entry = v.with_vars(__gate0_fingerprint_baseline=v["gate0_production_baseline"])
@@ -265,8 +265,10 @@ class ActionModule(ActionBase):
             if installed.get("failed") or installed.get("unreachable"):
                 why = gate0_checks.one_line(str(installed.get("msg") or "failed"))
                 return {**fail, "msg": f"gate0: installing python3-psycopg2 on the database host: {why}"}
+        # The role's variables, each rendered once for the settings and the report's masking.
+        v = gate0_options.TemplatedVars(task_vars, self._templar.template)
         try:
-            settings = self._settings(task_vars)
+            settings = self._settings(v)
         except Exception as exc:  # an undefined or broken variable: named, one line
             why = gate0_checks.one_line(str(exc))
             return {**fail, "msg": f"gate0_verdict: reading the role's variables: {why}"}
@@ -295,7 +297,7 @@ class ActionModule(ActionBase):
         basename = f"gate0-{args['run']['host']}-{args['run']['stamp']}-{args['run']['id']}"
         try:
             paths = gate0_report.write_reports(os.path.normpath(rep["dir"]), basename, report, markdown,
-                                               self._secrets(), int(rep["mode"], 8))
+                                               self._secrets(v), int(rep["mode"], 8))
         except OSError as exc:
             return {**result, "failed": True, "changed": changed,
                     "msg": f"gate0_verdict: writing the reports in {rep['dir']}: {exc.strerror or exc}"}

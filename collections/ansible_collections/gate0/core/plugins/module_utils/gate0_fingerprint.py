@@ -50,20 +50,31 @@ ROW_HASH_SQL = "hashtextextended(t::text || ' ' || t.ctid::text || ' ' || t.xmin
 # (tid and xid have had extended hash functions since before PostgreSQL 14): their text forms cost a
 # third of the statement on the lab's largest table.
 ROW_HASH_RECORD_SQL = "hash_record_extended(ROW(t.*, t.ctid, t.xmin), 0)"
-# Whether every column of a relation (%(oid)s) has such a type: exactly, through a domain over it, or
-# through an implicit binary-coercible cast (varchar -> text), as PostgreSQL finds a default opclass.
+# Whether every column of each relation (%(oids)s) has such a type: exactly, through a domain over it,
+# or through an implicit binary-coercible cast (varchar -> text), as PostgreSQL finds a default opclass.
+# One row per relation, in one statement for all of them.
 RECORD_HASHABLE_SQL = (
-    "SELECT COALESCE(bool_and(EXISTS ("
+    "SELECT r.oid::bigint, COALESCE((SELECT bool_and(EXISTS ("
     "SELECT 1 FROM pg_catalog.pg_opclass AS oc "
     "JOIN pg_catalog.pg_am AS am ON am.oid = oc.opcmethod AND am.amname = 'hash' "
     "JOIN pg_catalog.pg_amproc AS p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2 "
     "AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype "
     "WHERE oc.opcdefault AND (oc.opcintype = b.oid OR EXISTS ("
     "SELECT 1 FROM pg_catalog.pg_cast AS k WHERE k.castsource = b.oid AND k.casttarget = oc.opcintype "
-    "AND k.castmethod = 'b' AND k.castcontext = 'i')))), false) "
+    "AND k.castmethod = 'b' AND k.castcontext = 'i')))) "
     "FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid "
     "JOIN pg_catalog.pg_type AS b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END "
-    "WHERE a.attrelid = %(oid)s::oid AND a.attnum > 0 AND NOT a.attisdropped"
+    "WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), false) "
+    "FROM unnest(%(oids)s::oid[]) AS r(oid)"
+)
+# Each relation's blocks to cover and rows per block (hash_plans), in one statement for all of them.
+HASH_BLOCKS_SQL = (
+    "SELECT r.oid::bigint, s.blocks, s.per_block FROM unnest(%(oids)s::oid[]) AS r(oid) "
+    "CROSS JOIN LATERAL (SELECT max(pg_relation_size(l.relid)) / current_setting('block_size')::bigint "
+    "AS blocks, sum(c.reltuples) FILTER (WHERE c.reltuples > 0) "
+    "/ NULLIF(sum(c.relpages) FILTER (WHERE c.reltuples > 0), 0) AS per_block "
+    "FROM (SELECT r.oid AS relid UNION SELECT p.relid FROM pg_partition_tree(r.oid) AS p WHERE p.isleaf) "
+    "AS l JOIN pg_catalog.pg_class AS c ON c.oid = l.relid) AS s"
 )
 # One hash statement: the rows in a range of blocks (ctid, from a lower bound, below an upper one
 # unless it is the last range), their row hashes summed: order-independent. Returns the rows and the sum.
@@ -162,28 +173,28 @@ def _printable(text: str) -> str:
 
 
 def resolve_relations(cur: Any, targets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Target name -> {oid, name, kind, tables} for relation targets; every missing one named at once."""
+    """Target name -> {oid, name, kind, tables} for relation targets, in one statement; every missing
+    one named at once."""
+    wanted = [(name, spec, rel) for name, spec in targets.items()
+              for rel in ([spec["relation"]] if spec.get("relation") else list(spec.get("tables") or []))]
+    cur.execute(
+        "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS w(name, i) "
+        "LEFT JOIN pg_class AS c ON c.oid = to_regclass(w.name) "
+        "LEFT JOIN pg_namespace AS n ON n.oid = c.relnamespace ORDER BY w.i",
+        ([sql.Identifier(*pg.split_relation(rel)).as_string(cur) for _, _, rel in wanted],),
+    )
     out: dict[str, dict[str, Any]] = {}
     missing = []
-    for name, spec in targets.items():
-        rels = [spec["relation"]] if spec.get("relation") else list(spec.get("tables") or [])
-        for rel in rels:
-            quoted = sql.Identifier(*pg.split_relation(rel)).as_string(cur)
-            cur.execute(
-                "SELECT c.oid::bigint, c.oid::regclass::text, c.relkind, n.nspname, c.relname "
-                "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-                "WHERE c.oid = to_regclass(%s)",
-                (quoted,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                missing.append(f"{_printable(name)} ({_printable(rel)})")
-                continue
-            entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
-            if spec.get("relation"):
-                out[name] = entry
-            else:
-                out.setdefault(name, {"tables": []})["tables"].append(entry)
+    for (name, spec, rel), row in zip(wanted, cur.fetchall(), strict=True):
+        if row[0] is None:
+            missing.append(f"{_printable(name)} ({_printable(rel)})")
+            continue
+        entry = {"oid": row[0], "name": row[1], "kind": row[2], "ident": [row[3], row[4]]}
+        if spec.get("relation"):
+            out[name] = entry
+        else:
+            out.setdefault(name, {"tables": []})["tables"].append(entry)
     if missing:
         raise Stage("targets", f"resolving targets: relation does not exist: {', '.join(missing)}")
     return out
@@ -234,25 +245,22 @@ def count_target(cur: Any, timer: Timer, name: str, spec: dict[str, Any], rel: d
     return int(timer.run(cur, f"count {name}", query)[0][0])
 
 
-def hash_blocks(cur: Any, rel: dict[str, Any]) -> tuple[int, float | None]:
-    """Blocks to cover, and the rows a block holds by the planner's statistics (None: not known yet).
+def hash_plans(cur: Any, oids: list[int]) -> dict[int, tuple[int, float | None, bool]]:
+    """Each relation's blocks to cover, the rows a block holds by the planner's statistics (None: not
+    known yet) and whether it is hashed by column (RECORD_HASHABLE_SQL), in two statements for all.
 
     The blocks: the relation's size now (a partitioned table: its largest leaf partition's). Read
     inside the snapshot: any row visible to it lies in a block that existed when the snapshot was
     taken, and the last range is open-ended anyway, so rows in blocks added since are still counted.
     The rows per block size the ranges by what a statement reads, whatever a `where` keeps of them.
     """
-    cur.execute(
-        "WITH leaves AS (SELECT %(oid)s::oid AS relid UNION "
-        "SELECT p.relid FROM pg_partition_tree(%(oid)s::oid) AS p WHERE p.isleaf) "
-        "SELECT max(pg_relation_size(l.relid)) / current_setting('block_size')::bigint, "
-        "sum(c.reltuples) FILTER (WHERE c.reltuples > 0) "
-        "/ NULLIF(sum(c.relpages) FILTER (WHERE c.reltuples > 0), 0) "
-        "FROM leaves AS l JOIN pg_class AS c ON c.oid = l.relid",
-        {"oid": rel["oid"]},
-    )
-    blocks, per_block = cur.fetchone()
-    return int(blocks or 0), (float(per_block) if per_block else None)
+    if not oids:
+        return {}
+    cur.execute(RECORD_HASHABLE_SQL, {"oids": oids})
+    record = {int(oid): bool(ok) for oid, ok in cur.fetchall()}
+    cur.execute(HASH_BLOCKS_SQL, {"oids": oids})
+    return {int(oid): (int(blocks or 0), float(per_block) if per_block else None, record[int(oid)])
+            for oid, blocks, per_block in cur.fetchall()}
 
 
 def target_relations(cur: Any, targets: dict[str, dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +291,7 @@ def fingerprint_targets(
 ) -> None:
     """Count every target, then hash the hashed ones (hash_targets: the leader and its crew)."""
     counts: dict[str, int] = {}
-    jobs: list[HashJob] = []
+    hashed: list[str] = []
     for name, spec in targets.items():
         rel = rels.get(name) if spec.get("relation") else None
         what = f"target {name!r}" + (f" ({rel['name']})" if rel else "")
@@ -293,11 +301,19 @@ def fingerprint_targets(
             else:
                 counts[name] = count_target(cur, timer, name, spec, rel)
             if spec.get("hash"):
-                jobs.append(plan_hash(cur, name, spec, rel, params, counts[name]))
+                check_hashable(name, rel)
+                hashed.append(name)
         except psycopg2.Error as exc:
             raise Stage("targets", f"fingerprinting {what}: {pg.one_line(exc)}") from None
         except GateError as exc:
             raise Stage("targets", str(exc)) from None
+    try:
+        plans = hash_plans(cur, sorted({rels[name]["oid"] for name in hashed}))
+    except psycopg2.Error as exc:
+        raise Stage("targets", f"planning the hash of {', '.join(map(repr, hashed))}: "
+                               f"{pg.one_line(exc)}") from None
+    jobs = [HashJob(name, targets[name], rels[name], plans[rels[name]["oid"]], params, counts[name])
+            for name in hashed]
     hashes = hash_targets(cur, timer, jobs, crew, result)
     result.update(counts=counts, hashes=hashes)
 
@@ -343,11 +359,11 @@ class HashJob:
     statement over it and doubled after one under a quarter of it.
     """
 
-    def __init__(self, name: str, spec: dict[str, Any], rel: dict[str, Any], blocks: tuple[int, float | None],
-                 params: dict[str, Any], expected_rows: int, record: bool = False) -> None:
+    def __init__(self, name: str, spec: dict[str, Any], rel: dict[str, Any],
+                 plan: tuple[int, float | None, bool], params: dict[str, Any], expected_rows: int) -> None:
         self.name, self.rel, self.expected_rows = name, rel, expected_rows
+        self.nblocks, per_block, record = plan
         self.method = "record" if record else "text"
-        self.nblocks, per_block = blocks
         # This statement has parameters: a literal % in the condition must reach the server as %.
         cond = (spec.get("where") or "").replace("%", "%%")
         where = sql.SQL(" AND ({})").format(sql.SQL(cond)) if cond else sql.SQL("")
@@ -495,19 +511,17 @@ def hash_ranges(cur: Any, timer: Timer, pool: HashPool, who: str, wait_s: float 
         ranges += 1
 
 
-def plan_hash(cur: Any, name: str, spec: dict[str, Any], rel: dict[str, Any], params: dict[str, Any],
-              expected_rows: int) -> HashJob:
-    """A target's hash job: its blocks and rows per block, read in the leader's snapshot."""
-    if rel.get("kind") not in TABLE_KINDS:
-        raise GateError(f"hashing target {name!r} ({rel['name']}): only a table, a partitioned table or a "
+def check_hashable(name: str, rel: dict[str, Any] | None) -> None:
+    """Only a table (of any kind TABLE_KINDS names) can be hashed."""
+    if rel is None or rel.get("kind") not in TABLE_KINDS:
+        what = f" ({rel['name']})" if rel else ""
+        raise GateError(f"hashing target {name!r}{what}: only a table, a partitioned table or a "
                         "materialized view can be hashed (hash: false counts a view)")
-    return HashJob(name, spec, rel, hash_blocks(cur, rel), params, expected_rows, record_hashable(cur, rel))
 
 
 def record_hashable(cur: Any, rel: dict[str, Any]) -> bool:
     """Whether every column of the relation can be hashed by its type's own function (ROW_HASH_RECORD_SQL)."""
-    cur.execute(RECORD_HASHABLE_SQL, {"oid": rel["oid"]})
-    return bool(cur.fetchone()[0])
+    return hash_plans(cur, [rel["oid"]])[int(rel["oid"])][2]
 
 
 def rows_to_hash(cur: Any, targets: dict[str, dict[str, Any]]) -> int:
