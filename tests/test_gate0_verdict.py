@@ -10,7 +10,10 @@ import json
 import re
 from pathlib import Path
 
+import jinja2
 import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 from ansible_collections.gate0.core.plugins.module_utils import gate0_report as ga
 from ansible_collections.gate0.core.plugins.module_utils import gate0_verdict as gv
 from conftest import Lab, run_playbook
@@ -254,3 +257,36 @@ def test_a_quiet_window_at_or_above_the_observe_timeout_is_refused() -> None:
     assert problems(gate0_clone_quiet_window=5, gate0_observe_timeout=300) == []
     (why,) = problems(gate0_clone_quiet_window=300, gate0_observe_timeout=300)
     assert why.startswith("gate0_clone_quiet_window must be below gate0_observe_timeout (300 s)")
+
+
+def test_the_markdown_report_is_what_ansibles_template_renders(lab: Lab, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Markdown comes from Jinja2 itself (and its bytecode cache): the same text Ansible's templar
+    renders from the same template and report dict - a PASS and a FAIL of real runs, one with a
+    message holding non-ASCII text, a backslash, quotes and Jinja-looking text - and still rendered
+    when the bytecode cache cannot be written."""
+    template = str(Path(__file__).resolve().parent.parent / "roles/gate0/templates/report.md.j2")
+    channels = {"production": {"login_user": "ro", "login_host": "127.0.0.1", "login_port": 5432,
+                               "database": "directus", "allowed_databases": ["directus"],
+                               "statement_timeout": 5000, "lock_timeout": 1000},
+                "clone": {"login_user": "admin", "login_host": "127.0.0.1", "login_port": 5432,
+                          "database": "directus_gov_test_20260602", "name_prefix": "directus_gov_test_"}}
+    assert run_playbook("playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path / 'pass'}").returncode == 0
+    assert run_playbook("playbooks/gate0.yml", "--skip-tags", "disk",
+                        "-e", f"gate0_report_dir={tmp_path / 'fail'}").returncode != 0
+    reports = [json.loads(p.read_text()) for p in _reports(tmp_path / "pass") + _reports(tmp_path / "fail")]
+    assert [r["verdict"] for r in reports] == ["PASS", "FAIL"]
+    odd = json.loads(json.dumps(reports[1]))
+    odd["checks"][0]["message"] = 'café \\ "quoted" {{ not a template }}'
+    odd["checks"][0]["observed"] = {"ü": ["\\x", None, 1.5]}
+    for report in [*reports, odd]:
+        ansible = Templar(loader=DataLoader(), variables={"report": report, "channels": channels}).template(
+            trust_as_template(Path(template).read_text()), escape_backslashes=False)
+        assert ga.render_markdown(template, report, channels) == ansible
+
+    def unwritable(self: object, bucket: object) -> None:
+        raise PermissionError("read-only cache")
+
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "dump_bytecode", unwritable)
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "load_bytecode", lambda self, bucket: None)
+    assert ga.render_markdown(template, odd, channels) == ansible

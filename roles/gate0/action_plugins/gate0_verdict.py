@@ -214,8 +214,7 @@ class ActionModule(ActionBase):
 
     def _markdown(self, report: dict[str, Any], channels: dict[str, Any], template: str) -> str:
         """The Markdown report, rendered from the report dict (plus the channels it describes)."""
-        path = self._find_needle("templates", template)
-        return gate0_report.render_markdown(self._loader.get_text_file_contents(path), report, channels)
+        return gate0_report.render_markdown(self._find_needle("templates", template), report, channels)
 
     def _install_psycopg2(self, task_vars: dict[str, Any]) -> dict[str, Any]:
         """gate0_install_psycopg2: ansible.builtin.package installs python3-psycopg2 on the database
