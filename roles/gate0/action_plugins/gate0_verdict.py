@@ -261,7 +261,9 @@ class ActionModule(ActionBase):
         if task_args.pop("install_psycopg2"):
             installed = self._install_psycopg2(task_vars)
             changed = fail["changed"] = bool(installed.get("changed"))
-            if installed.get("failed") or installed.get("unreachable"):
+            if installed.get("unreachable"):  # as the install task said it: the host is unreachable
+                return {**result, **installed}
+            if installed.get("failed"):
                 why = gate0_checks.one_line(str(installed.get("msg") or "failed"))
                 return {**fail, "msg": f"gate0: installing python3-psycopg2 on the database host: {why}"}
         # The role's variables, each rendered once for the settings and the report's masking.
