@@ -524,6 +524,21 @@ def test_a_run_that_skips_the_role_fails(lab: Lab, tmp_path: Path, args: tuple[s
     _one_line(r.stdout, "gate0 FAIL: no verdict from host(s) lab")
 
 
+def test_an_inventory_variable_named_like_the_verdict_is_no_verdict(lab: Lab, tmp_path: Path) -> None:
+    """Whoever edits the inventory cannot hand the playbook's every-host check a verdict: with the role
+    skipped, a host variable `__gate0_verdict` was taken for one (exit 0, nothing checked). Only what
+    this run registered counts; the same inventory with the role run still passes."""
+    host_vars = tmp_path / "inv" / "host_vars"
+    host_vars.mkdir(parents=True)
+    (host_vars / "lab.yml").write_text("__gate0_verdict: {gate0: {passed: true}}\n")
+    inv = ("-i", "inventories/lab", "-i", str(tmp_path / "inv"))
+    r = run_playbook("playbooks/gate0.yml", *inv, "--skip-tags", "always", env_extra=_cache(tmp_path))
+    assert r.returncode != 0, r.stdout[-3000:]
+    _one_line(r.stdout, "gate0 FAIL: no verdict from host(s) lab")
+    r = run_playbook("playbooks/gate0.yml", *inv, env_extra=_cache(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:]
+
+
 def test_the_attack_through_ansible_runner_is_refused(
         lab: Lab, forged: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As AWX hands it on: extravars and the credential's env (receipt input left empty)."""

@@ -244,19 +244,19 @@ class ActionModule(ActionBase):
         from ansible.utils.vars import load_extra_vars
         return load_extra_vars(self._loader)
 
-    def _without_verdict(self, hosts: Any, task_vars: dict[str, Any]) -> list[str]:
+    def _without_verdict(self, hosts: Any) -> list[str]:
         """The given hosts that hold no verdict of this run (the role's registered `__gate0_verdict`
         with its `gate0`): unreachable, failed before it, or skipped."""
-        hostvars = task_vars.get("hostvars")
+        # Only what this run registered: Ansible keeps registered results (and set_fact's) apart from
+        # inventory, host and group variables, which could otherwise name `__gate0_verdict` themselves
+        # (with the role skipped, an inventory variable of that name was a verdict). Untemplated: a
+        # task's result is data, and an extra var of that name was refused before this.
+        manager = self._task.get_variable_manager()
+        registered = getattr(manager, "_nonpersistent_fact_cache", None)
         missing: list[str] = []
         for name in hosts if isinstance(hosts, list) else []:
-            # The registered result as Ansible holds it, untemplated: a task's result is data, never a
-            # template, and an extra var of that name was refused before this (override_problem).
-            try:
-                raw = hostvars.raw_get(str(name)) if hostvars is not None else None
-                verdict = raw.get("__gate0_verdict") if isinstance(raw, Mapping) else None
-            except Exception:  # a host whose variables cannot be read holds no verdict
-                verdict = None
+            facts = registered.get(str(name)) if isinstance(registered, Mapping) else None
+            verdict = facts.get("__gate0_verdict") if isinstance(facts, Mapping) else None
             if not (isinstance(verdict, Mapping) and isinstance(verdict.get("gate0"), Mapping)):
                 missing.append(str(name))
         return missing
@@ -276,7 +276,7 @@ class ActionModule(ActionBase):
             # of that name would be read instead, whatever this run observed.
             if why_not:
                 return {**fail, "msg": f"gate0 FAIL on {task_vars.get('inventory_hostname')}: {why_not}"}
-            missing = self._without_verdict(args.get("hosts"), task_vars)
+            missing = self._without_verdict(args.get("hosts"))
             if missing:
                 return {**fail, "msg": f"gate0 FAIL: no verdict from host(s) {', '.join(map(str, missing))}"}
             return {**result, "changed": False, "msg": "no launch input sets what gate0 computes itself"}

@@ -6,6 +6,7 @@ evidence: one never replaces another, and a reader never sees half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -42,12 +43,22 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def _finalize(value: Any) -> Any:
+    """As Ansible's templar: a null prints as nothing, not "None"."""
+    return "" if value is None else value
+
+
+# The report's Jinja2 options: Ansible's template settings (trim_blocks, the trailing newline kept; an
+# undefined name is an error, `default` still applies; a null prints as nothing).
+JINJA_OPTIONS: dict[str, Any] = {"trim_blocks": True, "keep_trailing_newline": True, "autoescape": False,
+                                 "undefined": jinja2.StrictUndefined, "finalize": _finalize}
+CACHE_KEY = hashlib.sha256(repr((sorted((k, getattr(v, "__name__", v)) for k, v in JINJA_OPTIONS.items()),
+                                 jinja2.__version__)).encode()).hexdigest()[:12]
+
+
 def _markdown_template(path: str, cache: jinja2.BytecodeCache | None) -> jinja2.Template:
-    """The report template at `path`, with Ansible's template settings (trim_blocks, the trailing
-    newline kept; an undefined name is an error, `default` still applies) and its `to_json`."""
-    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
-                             autoescape=False,  # noqa: S701 - Markdown, not HTML
-                             undefined=jinja2.StrictUndefined, bytecode_cache=cache,
+    """The report template at `path`, with JINJA_OPTIONS and Ansible's `to_json`."""
+    env = jinja2.Environment(**JINJA_OPTIONS, bytecode_cache=cache,  # noqa: S701 - Markdown, not HTML
                              loader=jinja2.FileSystemLoader(os.path.dirname(path)))
     env.filters["to_json"] = _to_json
     return env.get_template(os.path.basename(path))
@@ -60,7 +71,11 @@ def render_markdown(path: str, report: dict[str, Any], channels: dict[str, Any])
     own bytecode cache keeps it (FileSystemBytecodeCache's default, a directory of this user's, mode
     0700, keyed by the template's name and checksum); where that cannot be used, it is compiled."""
     try:
-        cache: jinja2.BytecodeCache | None = jinja2.FileSystemBytecodeCache()
+        # Jinja2 keys its cache by the template's name and text only, while the compiled code also
+        # depends on the environment's options (finalize, trim_blocks...): its files are named with
+        # CACHE_KEY, which changes with those options and with Jinja2's version.
+        cache: jinja2.BytecodeCache | None = jinja2.FileSystemBytecodeCache(
+            pattern=f"__gate0_report_{CACHE_KEY}_%s.cache")
     except (OSError, RuntimeError):  # no safe directory of this user's: compile every time
         cache = None
     try:
