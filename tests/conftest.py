@@ -119,8 +119,10 @@ class Lab:
 
     @contextlib.contextmanager
     def logins(self) -> Iterator[list[str]]:
-        """The roles, other than the superuser, that logged in to the lab while the block ran: the
-        server's own log (log_connections, on for the block only: new sessions read it on reload)."""
+        """The roles, other than the superuser, that logged in to the lab while the block ran, and
+        "tcp:<host>" for every TCP connection received (logged in or not; the superuser's own
+        statements here use the socket): the server's own log (log_connections, on for the block
+        only: new sessions read it on reload)."""
         log = self.dir / "postgres.log"
 
         def setting(statement: str) -> None:  # outside a transaction block (ALTER SYSTEM refuses one)
@@ -141,6 +143,8 @@ class Lab:
                 fh.seek(start)
                 text = fh.read().decode(errors="replace")
             seen += [u for u in re.findall(r"connection authorized: user=(\S+)", text) if u != "postgres"]
+            # A TCP connection that never logged in (refused, failed authentication) is one too.
+            seen += [f"tcp:{h}" for h in re.findall(r"connection received: host=([^\s\[]\S*)", text)]
 
 
 def lab_dir() -> Path:

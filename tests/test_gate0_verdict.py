@@ -168,7 +168,7 @@ def test_the_login_record_sees_a_gate_run(lab: Lab, tmp_path: Path) -> None:
     with lab.logins() as logins:
         r = run_playbook("playbooks/gate0.yml", "-e", f"gate0_report_dir={tmp_path}")
     assert r.returncode == 0, r.stdout[-2000:]
-    assert {"context_pack_readonly", "workflow_admin"} <= set(logins), logins
+    assert {"context_pack_readonly", "workflow_admin", "tcp:127.0.0.1"} <= set(logins), logins
 
 def test_unwritable_report_dir_fails_before_any_connection(lab: Lab) -> None:
     with lab.logins() as logins:

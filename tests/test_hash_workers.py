@@ -97,6 +97,7 @@ def test_a_refused_worker_is_one_line_naming_the_target(big_table: Lab,
     assert "\n" not in msg and "Traceback" not in msg
     assert "target 'extra'" in msg and "hash worker 2 of 2: connecting to" in msg, msg
     assert "too many connections" in msg, msg
+    assert "gate0_production_hash_workers: 1 hashes on the fingerprint's own connection" in msg, msg
     assert result["session"]["rolled_back"] is True and "digest" not in result
     assert gate0_sessions(big_table) == 0
 

@@ -344,6 +344,10 @@ HASH_WORKERS_DEFAULT = 2
 # whole playbook from 2.63 to 2.27 s (6 interleaved runs each, README's Performance); for 2,000,000
 # rows, 1.4-1.7 x the rows/s.
 HASH_ROWS_PER_WORKER = 100_000
+# A worker refused a connection (the role's or the database's connection limit, max_connections):
+# what the operator can do about it, said with the cause.
+REFUSED_HINT = (" (each hash worker is one more connection of the production role; "
+                "gate0_production_hash_workers: 1 hashes on the fingerprint's own connection)")
 # With workers, each target is cut into at least this many ranges per connection, so that the work
 # spreads over them (a range still holds HASH_MIN_ROWS rows at least).
 RANGES_PER_CONNECTION = 3
@@ -585,7 +589,7 @@ class HashCrew:
                 raise GateError("proving its transaction wrote nothing: pg_current_xact_id_if_assigned() = "
                                 f"{report['xid_assigned']!r}")
         except GateError as exc:
-            pool.fail(None, f"{who}{exc}")
+            pool.fail(None, f"{who}{exc}{REFUSED_HINT if 'too many connections' in str(exc) else ''}")
         except psycopg2.Error as exc:
             pool.fail(None, f"{who}{pg.one_line(exc)}")
         except Exception as exc:  # a thread must not die with a traceback: one line, the pool stops
