@@ -294,7 +294,12 @@ class ActionModule(ActionBase):
         fact = signed["gate0"]
         report = report_dict(args, judged, fact)
         rep = args["report"]
-        markdown = self._markdown(report, rep["channels"], rep["template"])
+        try:
+            markdown = self._markdown(report, rep["channels"], rep["template"])
+        except Exception as exc:  # a template that cannot be found or rendered: one line, no report
+            return {**result, "failed": True, "changed": changed,
+                    "msg": f"gate0_verdict: rendering the Markdown report ({rep['template']}): "
+                           f"{gate0_checks.one_line(str(exc))}"}
         basename = f"gate0-{args['run']['host']}-{args['run']['stamp']}-{args['run']['id']}"
         try:
             paths = gate0_report.write_reports(os.path.normpath(rep["dir"]), basename, report, markdown,
